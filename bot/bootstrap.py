@@ -1,0 +1,225 @@
+"""The one place that wires everything: `build_app(settings, ...)`.
+
+Adapters and clients come in as arguments (tests pass stand-ins and fakes); nothing is
+created at import time and nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.engine import make_url
+
+import commands
+from bot.audit import DatabaseAuditLog
+from bot.db import Database, DatabaseUnavailable
+from bot.directory import SlackDirectory
+from bot.domain import Directory, Executor
+from bot.http import build_web_app
+from bot.metrics import Metrics
+from bot.migrate import current_revision, head_revision, upgrade
+from bot.outbox import Deliverer, Outbox
+from bot.runs import RunEngine
+from bot.settings import Settings
+from bot.slack_app import SlackFrontDoor, build_bolt_app
+from catalog import Catalog
+from catalog.load import load_platform_model
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The bot cannot start; the message says what to fix."""
+
+
+@dataclass
+class PlatformBot:
+    """A built bot: start() serves Slack and runs the workers until stop()."""
+
+    settings: Settings
+    db: Database
+    outbox: Outbox
+    deliverer: Deliverer
+    engine: RunEngine
+    door: SlackFrontDoor
+    bolt: AsyncApp
+    web_app: web.Application
+    metrics: Metrics
+    client: AsyncWebClient
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    port: int | None = None
+    _runner: web.AppRunner | None = None
+    _socket: AsyncSocketModeHandler | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self, *, workers: bool = True) -> None:
+        """Learn our workspace, open the HTTP port (and Socket Mode), start the workers."""
+        if self.door.team_id is None:
+            self.door.team_id = await _our_team_id(self.client)
+        self._runner = web.AppRunner(self.web_app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        if self.settings.socket_mode:
+            assert self.settings.slack_app_token is not None
+            self._socket = AsyncSocketModeHandler(
+                self.bolt, self.settings.slack_app_token.get_secret_value(), web_client=self.client
+            )
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        if workers:
+            self._tasks = [
+                asyncio.create_task(self.engine.work(self.stop_event), name="run-worker"),
+                asyncio.create_task(self.deliverer.run(self.stop_event), name="outbox"),
+            ]
+        log.info(
+            "platform-bot started",
+            extra={
+                "port": self.port,
+                "socket_mode": self.settings.socket_mode,
+                "database": _safe_url(self.db.url),
+            },
+        )
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        self.engine.wakeup.set()
+        self.outbox.notify()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.deliverer.close()
+        with contextlib.suppress(Exception):
+            await self.client.session.close() if self.client.session else None
+        self.db.dispose()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await self.stop_event.wait()
+        finally:
+            await self.stop()
+
+
+def build_app(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    executors: Iterable[Executor] = (),
+    slack_client: AsyncWebClient | None = None,
+    directory: Directory | None = None,
+    auto_upgrade: bool | None = None,
+    run_lease: timedelta = timedelta(seconds=30),
+) -> PlatformBot:
+    """Build the bot from settings; raise StartupError with a fix-it message if it can't."""
+    if catalog is None:
+        catalog = Catalog(load_platform_model(settings.platform_config))
+    db = open_database(settings.database_url, auto_upgrade=auto_upgrade)
+    metrics = Metrics()
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    if token is None:
+        raise StartupError("SLACK_BOT_TOKEN is not set; the bot cannot talk to Slack.")
+    if not settings.socket_mode and settings.slack_signing_secret is None:
+        raise StartupError(
+            "SLACK_SIGNING_SECRET is not set; it is required in HTTP mode "
+            "(or set SLACK_APP_TOKEN for Socket Mode)."
+        )
+    client = slack_client or AsyncWebClient(token=token, base_url=settings.slack_api_url)
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    outbox = Outbox(db)
+    engine = RunEngine(db, outbox, metrics, executors, worker_id=worker_id, lease=run_lease)
+    door = SlackFrontDoor(
+        db=db,
+        outbox=outbox,
+        metrics=metrics,
+        catalog=catalog,
+        directory=directory or SlackDirectory(client),
+        audit=DatabaseAuditLog(db),
+        runs=engine,
+        registry=commands.discover(),
+        team_id=settings.slack_team_id,
+    )
+    secret = settings.slack_signing_secret
+    bolt = build_bolt_app(
+        door,
+        client=client,
+        signing_secret=secret.get_secret_value() if secret else None,
+        socket_mode=settings.socket_mode,
+    )
+    return PlatformBot(
+        settings=settings,
+        db=db,
+        outbox=outbox,
+        deliverer=Deliverer(db, outbox, client, metrics, worker_id=worker_id),
+        engine=engine,
+        door=door,
+        bolt=bolt,
+        web_app=build_web_app(bolt=None if settings.socket_mode else bolt, db=db, metrics=metrics),
+        metrics=metrics,
+        client=client,
+    )
+
+
+def open_database(url: str, *, auto_upgrade: bool | None = None) -> Database:
+    """Connect, and check the schema is current (upgrading SQLite, or when asked)."""
+    db = Database(url)
+    try:
+        with db.engine.connect():
+            pass
+    except Exception as exc:
+        db.dispose()
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise StartupError(
+            f"Cannot reach the database at {_safe_url(url)}: {reason}. Check DATABASE_URL."
+        ) from None
+    if auto_upgrade is None:
+        auto_upgrade = not db.is_postgres
+    if auto_upgrade:
+        upgrade(db.engine)
+    elif current_revision(db.engine) != head_revision():
+        db.dispose()
+        raise StartupError(
+            f"The database schema at {_safe_url(url)} is not current "
+            f"({current_revision(db.engine) or 'empty'}, want {head_revision()}). "
+            "Run `platform-bot db upgrade` first."
+        )
+    return db
+
+
+async def _our_team_id(client: AsyncWebClient) -> str:
+    try:
+        response = await client.auth_test()
+    except SlackApiError as exc:
+        raise StartupError(
+            f"Slack refused the bot token ({exc.response.get('error')}); check SLACK_BOT_TOKEN."
+        ) from None
+    except Exception as exc:
+        raise StartupError(f"Cannot reach Slack at {client.base_url}: {exc}") from None
+    return str(response["team_id"])
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable DATABASE_URL>"
+
+
+__all__ = ["DatabaseUnavailable", "PlatformBot", "StartupError", "build_app", "open_database"]

@@ -1,0 +1,167 @@
+"""The types every room shares: identifiers, Actions, replies and the ports commands use.
+
+Feature packages import this module and nothing else of `bot/`, so it must stay free
+of I/O, of the database and of Slack wiring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, NewType, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+ServiceName = NewType("ServiceName", str)
+TeamName = NewType("TeamName", str)
+EnvironmentName = NewType("EnvironmentName", str)
+SlackUserId = NewType("SlackUserId", str)
+SlackChannelId = NewType("SlackChannelId", str)
+SlackTeamId = NewType("SlackTeamId", str)
+RunId = NewType("RunId", str)
+
+
+class Action(BaseModel):
+    """One exact change to the platform, e.g. `Rollback(service="checkout", env="prod")`.
+
+    An approval is bound to the fingerprint: change any field and it needs a new one.
+    Subclasses set `kind` (a stable name stored in the database) and `summary()`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ClassVar[str] = "action"
+
+    def fingerprint(self) -> str:
+        """A hash of exactly what will change: the kind and every field, canonically."""
+        canonical = json.dumps(
+            {"kind": self.kind, "fields": self.model_dump(mode="json")},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def summary(self) -> str:
+        """One line for people: what this Action does."""
+        fields = ", ".join(f"{k}={v}" for k, v in self.model_dump(mode="json").items())
+        return f"{self.kind}({fields})"
+
+    def service(self) -> ServiceName | None:
+        """The service this Action changes, if any (for the audit log and locks)."""
+        value = getattr(self, "service_name", None) or getattr(self, "service", None)
+        return ServiceName(value) if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a command shows the person who typed it.
+
+    `text` is mrkdwn already escaped by the command; `blocks` are Block Kit dicts.
+    Ephemeral replies are seen only by the requester.
+    """
+
+    text: str
+    blocks: Sequence[dict[str, Any]] = ()
+    ephemeral: bool = True
+
+
+class UsageError(Exception):
+    """Bad command input; the message is shown to the user as is (already escaped mrkdwn)."""
+
+    def __init__(self, message: str, *, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+class TryAgainLater(Exception):
+    """A dependency (usually the database) is down; the user is asked to try again."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log: who did what, to which service, and how it ended."""
+
+    at: datetime
+    actor: SlackUserId
+    event: str
+    service: ServiceName | None = None
+    environment: EnvironmentName | None = None
+    run_id: RunId | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditLog(Protocol):
+    """Append-only record of every change and every refusal."""
+
+    async def record(self, entry: AuditEntry) -> None: ...
+
+    async def recent(
+        self, *, service: ServiceName | None = None, limit: int = 20
+    ) -> list[AuditEntry]: ...
+
+
+class Directory(Protocol):
+    """Who people are: Slack user-group membership, cached briefly, for role checks."""
+
+    async def usergroup_members(self, usergroup_id: str) -> frozenset[SlackUserId]: ...
+
+    async def email_of(self, user: SlackUserId) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    """What `RunSubmitter.submit` answers: the Run and whether it already existed."""
+
+    run_id: RunId
+    created: bool
+
+
+class RunSubmitter(Protocol):
+    """Turns an Action into a durable Run (idempotent on `idempotency_key`)."""
+
+    async def submit(
+        self,
+        action: Action,
+        *,
+        requested_by: SlackUserId,
+        idempotency_key: str,
+        reply_channel: SlackChannelId | None = None,
+    ) -> SubmittedRun: ...
+
+
+@dataclass
+class StepContext:
+    """What a step sees: its Run, the Action, and what earlier steps returned."""
+
+    run_id: RunId
+    action: Action
+    requested_by: SlackUserId
+    outputs: dict[str, dict[str, Any]]
+    attempt: int
+
+
+StepFunction = Callable[[StepContext], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One checkpointed unit of a Run. It must be idempotent: check, then change.
+
+    A crash after the change but before the checkpoint runs it again.
+    """
+
+    name: str
+    title: str
+    run: StepFunction
+
+
+class Executor(Protocol):
+    """Turns an Action into the steps that carry it out (with adapters bound in)."""
+
+    action_type: type[Action]
+
+    def steps(self, action: Action) -> Sequence[Step]: ...

@@ -1,0 +1,483 @@
+"""The one way anything reaches Slack: a durable outbox and its deliverer.
+
+Everything the bot says is first a row in `slack_outbox`, so a restart loses nothing.
+The deliverer sends rows in order per channel, at most `rate` messages a second per
+channel with a small burst (Slack's documented limit for posting is about one a second
+per channel), honours 429 Retry-After, retries transient failures with backoff for as
+long as it takes, and records permanent failures (a bad channel, invalid blocks)
+instead of retrying them forever. Updates of one message that have not been sent yet
+are coalesced into one: only the newest content matters.
+
+Several replicas may deliver from one database: a row is claimed with a conditional
+UPDATE and a lease, so it is sent once. Rate buckets are per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.db import Database, OutboxRow, SlackMessageRow, utcnow
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = frozenset(
+    {"internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited"}
+)
+"""Slack errors worth retrying; every other `ok: false` error is permanent."""
+
+
+class Outbox:
+    """Writes Slack calls into the outbox; `enqueue_*` take the caller's session.
+
+    Taking the caller's session lets a state change and the message announcing it
+    commit together or not at all.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.wakeup = asyncio.Event()
+
+    def enqueue_post(
+        self,
+        session: Session,
+        channel: str,
+        *,
+        text: str,
+        blocks: Sequence[dict[str, Any]] = (),
+        message_key: str | None = None,
+        thread_key: str | None = None,
+        thread_ts: str | None = None,
+    ) -> None:
+        """chat.postMessage; `message_key` names it for later updates and replies.
+
+        A reply goes in the thread of our message `thread_key`, or of any message `thread_ts`.
+        """
+        payload: dict[str, Any] = {"text": text, "unfurl_links": False, "unfurl_media": False}
+        if blocks:
+            payload["blocks"] = list(blocks)
+        if thread_ts:
+            payload["thread_ts"] = thread_ts
+        session.add(
+            OutboxRow(
+                channel=channel,
+                method="chat.postMessage",
+                payload=payload,
+                message_key=message_key,
+                thread_key=thread_key,
+            )
+        )
+
+    def enqueue_update(
+        self,
+        session: Session,
+        message_key: str,
+        *,
+        text: str,
+        blocks: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """chat.update of a message we posted; replaces a not-yet-sent update of it."""
+        payload: dict[str, Any] = {"text": text, "blocks": list(blocks)}
+        replaced = session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.message_key == message_key,
+                OutboxRow.method == "chat.update",
+                OutboxRow.state == "pending",
+            )
+            .values(payload=payload)
+        )
+        if getattr(replaced, "rowcount", 0):
+            return
+        post = session.execute(
+            select(OutboxRow.channel).where(
+                OutboxRow.message_key == message_key, OutboxRow.method == "chat.postMessage"
+            )
+        ).scalar()
+        if post is None:
+            raise LookupError(f"no message posted with key {message_key!r}")
+        session.add(
+            OutboxRow(channel=post, method="chat.update", payload=payload, message_key=message_key)
+        )
+
+    def enqueue_post_or_update(
+        self,
+        session: Session,
+        channel: str,
+        message_key: str,
+        *,
+        text: str,
+        blocks: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Post the message the first time, update it afterwards (progress messages)."""
+        exists = session.execute(
+            select(OutboxRow.id).where(
+                OutboxRow.message_key == message_key, OutboxRow.method == "chat.postMessage"
+            )
+        ).first()
+        if exists:
+            self.enqueue_update(session, message_key, text=text, blocks=blocks)
+        else:
+            self.enqueue_post(session, channel, text=text, blocks=blocks, message_key=message_key)
+
+    def enqueue_ephemeral(
+        self,
+        session: Session,
+        channel: str,
+        user: str,
+        *,
+        text: str,
+        blocks: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """chat.postEphemeral: seen only by `user`."""
+        payload: dict[str, Any] = {"user": user, "text": text}
+        if blocks:
+            payload["blocks"] = list(blocks)
+        session.add(OutboxRow(channel=channel, method="chat.postEphemeral", payload=payload))
+
+    def enqueue_response(
+        self,
+        session: Session,
+        channel: str,
+        response_url: str,
+        *,
+        text: str,
+        blocks: Sequence[dict[str, Any]] = (),
+        ephemeral: bool = True,
+        replace_original: bool = False,
+    ) -> None:
+        """A reply through a command's or a click's response_url."""
+        payload: dict[str, Any] = {
+            "url": response_url,
+            "body": {
+                "response_type": "ephemeral" if ephemeral else "in_channel",
+                "text": text,
+                "replace_original": replace_original,
+            },
+        }
+        if blocks:
+            payload["body"]["blocks"] = list(blocks)
+        session.add(OutboxRow(channel=channel, method="response_url", payload=payload))
+
+    async def submit(self, write: Any) -> None:
+        """Run `write(session, outbox)` in a transaction and wake the deliverer."""
+        await self.db.run(lambda session: write(session, self))
+        self.notify()
+
+    def notify(self) -> None:
+        self.wakeup.set()
+
+
+@dataclass
+class _Bucket:
+    """Token bucket for one channel."""
+
+    tokens: float
+    updated: float
+    blocked_until: float = 0.0
+
+
+class Deliverer:
+    """Sends outbox rows to Slack, respecting per-channel rate limits and Retry-After."""
+
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        client: AsyncWebClient,
+        metrics: Metrics,
+        *,
+        worker_id: str,
+        rate_per_channel: float = 1.0,
+        burst: int = 2,
+        lease: timedelta = timedelta(seconds=60),
+        poll_interval: float = 0.5,
+        max_backoff: float = 60.0,
+    ) -> None:
+        self.db, self.outbox, self.client, self.metrics = db, outbox, client, metrics
+        self.worker_id = worker_id
+        self.rate, self.burst = rate_per_channel, burst
+        self.lease, self.poll_interval, self.max_backoff = lease, poll_interval, max_backoff
+        self._buckets: dict[str, _Bucket] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set; wake up early whenever something is enqueued."""
+        while not stop.is_set():
+            try:
+                delay = await self.deliver_due()
+            except Exception:  # keep delivering; a broken database is retried next loop
+                log.exception("outbox delivery failed; retrying")
+                delay = self.poll_interval * 4
+            self.outbox.wakeup.clear()
+            waiters = [
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(self.outbox.wakeup.wait()),
+            ]
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        await self.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def deliver_due(self) -> float:
+        """Send what may be sent now; return how long until something else may be."""
+        rows = await self.db.run(self._due_rows)
+        self.metrics.outbox_depth.set(await self.db.run(_pending_count))
+        if not rows:
+            return self.poll_interval
+        heads: dict[str, OutboxRow] = {}
+        for row in rows:
+            heads.setdefault(row.channel, row)  # only the oldest row of each channel
+        now, wall = time.monotonic(), utcnow()
+        due = {channel: row for channel, row in heads.items() if row.not_before <= wall}
+        ready = [row for channel, row in due.items() if self._take_token(channel, now)]
+        await asyncio.gather(*(self._deliver(row) for row in ready))
+        waits = [self._wait_for(channel, time.monotonic()) for channel in due]
+        waits += [
+            (row.not_before - wall).total_seconds()
+            for row in heads.values()
+            if row.channel not in due
+        ]
+        return max(0.01, min([*waits, self.poll_interval]))
+
+    def _due_rows(self, session: Session) -> list[OutboxRow]:
+        now = utcnow()
+        return list(
+            session.execute(
+                select(OutboxRow)
+                .where(
+                    or_(
+                        OutboxRow.state == "pending",
+                        (OutboxRow.state == "sending") & (OutboxRow.lease_until < now),
+                    )
+                )
+                .order_by(OutboxRow.id)
+                .limit(500)
+            ).scalars()
+        )
+
+    def _take_token(self, channel: str, now: float) -> bool:
+        bucket = self._buckets.setdefault(channel, _Bucket(tokens=self.burst, updated=now))
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if now < bucket.blocked_until or bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    def _wait_for(self, channel: str, now: float) -> float:
+        bucket = self._buckets[channel]
+        token_wait = max(0.0, (1 - bucket.tokens) / self.rate)
+        return max(token_wait, bucket.blocked_until - now)
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        claimed = await self.db.run(lambda s: self._claim(s, row.id))
+        if claimed is None:
+            return  # another replica has it, or it was already sent
+        try:
+            result = await self._call(claimed)
+        except SlackApiError as exc:
+            await self._failed(claimed, exc)
+            return
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            await self._retry_later(claimed, f"{type(exc).__name__}: {exc}", None)
+            return
+        except _Refused as exc:
+            await self._refused(claimed, str(exc))
+            return
+        except _NotYetPosted:
+            await self.db.run(lambda s: _release(s, claimed.id, delay=1.0))
+            return
+        except _NeverPosted as exc:
+            reason = str(exc)
+            await self.db.run(lambda s: _finish(s, claimed.id, state="failed", error=reason))
+            return
+        await self.db.run(lambda s: self._sent(s, claimed, result))
+
+    def _claim(self, session: Session, row_id: int) -> OutboxRow | None:
+        now = utcnow()
+        claimed = session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.id == row_id,
+                or_(
+                    OutboxRow.state == "pending",
+                    (OutboxRow.state == "sending") & (OutboxRow.lease_until < now),
+                ),
+            )
+            .values(state="sending", claimed_by=self.worker_id, lease_until=now + self.lease)
+        )
+        if not getattr(claimed, "rowcount", 0):
+            return None
+        # Read after claiming: a coalesced update may have replaced the payload just before.
+        return session.get(OutboxRow, row_id, populate_existing=True)
+
+    async def _call(self, row: OutboxRow) -> dict[str, Any]:
+        if row.method == "response_url":
+            return await self._post_response_url(row)
+        payload = dict(row.payload)
+        payload["channel"] = row.channel
+        if row.method == "chat.update":
+            assert row.message_key is not None
+            payload["channel"], payload["ts"] = await self._posted(row.message_key)
+        if row.thread_key is not None:
+            payload["thread_ts"] = (await self._posted(row.thread_key))[1]
+        response = await self.client.api_call(row.method, json=payload)
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+    async def _posted(self, message_key: str) -> tuple[str, str]:
+        def lookup(session: Session) -> tuple[str, str] | str:
+            message = session.get(SlackMessageRow, message_key)
+            if message is not None:
+                return message.channel, message.ts
+            post = session.execute(
+                select(OutboxRow.state).where(
+                    OutboxRow.message_key == message_key, OutboxRow.method == "chat.postMessage"
+                )
+            ).scalar()
+            return post or "missing"
+
+        found = await self.db.run(lookup)
+        if isinstance(found, tuple):
+            return found
+        if found in ("failed", "missing"):
+            raise _NeverPosted(f"message {message_key!r} was never posted")
+        raise _NotYetPosted(message_key)
+
+    async def _post_response_url(self, row: OutboxRow) -> dict[str, Any]:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        async with self._http.post(row.payload["url"], json=row.payload["body"]) as response:
+            body = await response.text()
+            if response.status >= 500 or response.status == 429:
+                raise aiohttp.ClientResponseError(
+                    response.request_info, (), status=response.status, message=body[:200]
+                )
+            if response.status >= 400:
+                raise _Refused(body.strip()[:80] or f"http_{response.status}")
+            return {"ok": True}
+
+    def _sent(self, session: Session, row: OutboxRow, result: dict[str, Any]) -> None:
+        if row.method == "chat.postMessage" and row.message_key and "ts" in result:
+            session.merge(
+                SlackMessageRow(
+                    message_key=row.message_key,
+                    channel=result.get("channel", row.channel),
+                    ts=result["ts"],
+                )
+            )
+        _finish(session, row.id, state="sent", error=None)
+
+    async def _failed(self, row: OutboxRow, exc: SlackApiError) -> None:
+        response = exc.response
+        status = getattr(response, "status_code", 200)
+        data = response.data if isinstance(getattr(response, "data", None), dict) else {}
+        error = str(data.get("error") or f"http_{status}")
+        self.metrics.slack_api_errors.labels(row.method, error).inc()
+        if status == 429:
+            retry_after = float(response.headers.get("Retry-After", "1") or 1)
+            self._buckets[row.channel].blocked_until = time.monotonic() + retry_after
+            await self._retry_later(row, error, retry_after, count_attempt=False)
+        elif status >= 500 or error in TRANSIENT_ERRORS:
+            await self._retry_later(row, error, None)
+        else:
+            await self._refused(row, error)
+
+    async def _refused(self, row: OutboxRow, error: str) -> None:
+        """A permanent refusal: record it, count it, never retry it."""
+        if row.method == "response_url":
+            self.metrics.slack_api_errors.labels(row.method, error).inc()
+        log.error(
+            "Slack refused a call; not retrying",
+            extra={"method": row.method, "channel": row.channel, "error": error},
+        )
+        await self.db.run(lambda s: _finish(s, row.id, state="failed", error=error))
+
+    async def _retry_later(
+        self, row: OutboxRow, error: str, delay: float | None, *, count_attempt: bool = True
+    ) -> None:
+        if count_attempt:
+            self.metrics.slack_api_errors.labels(row.method, error.split(":")[0]).inc()
+        attempts = row.attempts + (1 if count_attempt else 0)
+        wait = delay if delay is not None else min(self.max_backoff, 0.5 * 2**attempts)
+        log.warning(
+            "Slack call failed; will retry",
+            extra={"method": row.method, "error": error, "retry_in_s": wait},
+        )
+
+        def reschedule(session: Session) -> None:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row.id)
+                .values(
+                    state="pending",
+                    attempts=attempts,
+                    error=error,
+                    not_before=utcnow() + timedelta(seconds=wait),
+                    claimed_by=None,
+                    lease_until=None,
+                )
+            )
+
+        await self.db.run(reschedule)
+
+
+class _NotYetPosted(Exception):
+    """The message this call refers to has not been sent yet; try again shortly."""
+
+
+class _NeverPosted(Exception):
+    """The message this call refers to failed or never existed."""
+
+
+class _Refused(Exception):
+    """Slack refused a response_url post for good (used or expired URL)."""
+
+
+def _finish(session: Session, row_id: int, *, state: str, error: str | None) -> None:
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id == row_id)
+        .values(state=state, error=error, sent_at=utcnow(), lease_until=None)
+    )
+
+
+def _release(session: Session, row_id: int, *, delay: float = 0.0) -> None:
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id == row_id)
+        .values(
+            state="pending",
+            claimed_by=None,
+            lease_until=None,
+            not_before=utcnow() + timedelta(seconds=delay),
+        )
+    )
+
+
+def _pending_count(session: Session) -> int:
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(OutboxRow)
+            .where(OutboxRow.state != "sent")
+            .where(OutboxRow.state != "failed")
+        ).scalar_one()
+    )

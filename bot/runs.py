@@ -1,0 +1,480 @@
+"""The Run engine: durable, step-by-step execution of Actions, exactly once.
+
+A Run is a row; each step of it is a checkpoint row. Workers claim a Run with a
+conditional UPDATE and a lease (on PostgreSQL the candidate is first locked with
+`FOR UPDATE SKIP LOCKED`, so replicas never wait on each other), execute the steps not
+yet done, and checkpoint each one. If a worker dies, its lease runs out and another
+worker resumes the Run at the first step not done. Submitting the same idempotency
+key twice (a Slack retry, a double click) finds the existing Run instead of a new one.
+
+Every state change is written to the audit log and, when the Run has a reply
+channel, shown in one progress message that is updated in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.db import AuditRow, Database, RunRow, RunStepRow, new_id, utcnow
+from bot.domain import (
+    Action,
+    Executor,
+    RunId,
+    SlackChannelId,
+    SlackUserId,
+    Step,
+    StepContext,
+    SubmittedRun,
+)
+from bot.logs import request_id
+from bot.metrics import Metrics
+from bot.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("pending", "running")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+STEP_ICONS = {"pending": "○", "running": "◔", "done": "✓", "failed": "✗", "skipped": "–"}
+
+
+class UnknownAction(LookupError):
+    """A Run names an Action kind no executor is registered for (e.g. after a downgrade)."""
+
+
+class StepFailed(Exception):
+    """Raised by a step to fail with a message meant for people (no stack trace shown)."""
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A Run and its steps as they are now, for rendering and tests."""
+
+    id: RunId
+    kind: str
+    state: str
+    summary: str
+    requested_by: str
+    error: str | None
+    steps: list[tuple[str, str, str | None]]  # (title, state, error)
+
+
+class RunEngine:
+    """Submits Runs and executes them; one instance per process."""
+
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        metrics: Metrics,
+        executors: Iterable[Executor],
+        *,
+        worker_id: str,
+        lease: timedelta = timedelta(seconds=30),
+        concurrency: int = 4,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.db, self.outbox, self.metrics = db, outbox, metrics
+        self.executors = {e.action_type.kind: e for e in executors}
+        self.worker_id, self.lease = worker_id, lease
+        self.concurrency, self.poll_interval = concurrency, poll_interval
+        self.wakeup = asyncio.Event()
+
+    # -- submitting ------------------------------------------------------------------
+
+    async def submit(
+        self,
+        action: Action,
+        *,
+        requested_by: SlackUserId,
+        idempotency_key: str,
+        reply_channel: SlackChannelId | None = None,
+        state: str = "pending",
+        flags: dict[str, Any] | None = None,
+    ) -> SubmittedRun:
+        """Store a Run for `action` unless one with this key exists; wake a worker."""
+        if action.kind not in self.executors:
+            raise UnknownAction(action.kind)
+        values = {
+            "id": new_id(),
+            "idempotency_key": idempotency_key,
+            "action_kind": action.kind,
+            "action": action.model_dump(mode="json"),
+            "fingerprint": action.fingerprint(),
+            "service": action.service(),
+            "state": state,
+            "requested_by": requested_by,
+            "reply_channel": reply_channel,
+            "request_id": request_id.get(),
+            "flags": flags or {},
+            "attempts": 0,
+            "result": {},
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        }
+
+        def insert(session: Session) -> SubmittedRun:
+            dialect = postgresql if self.db.is_postgres else sqlite
+            inserted = session.execute(
+                dialect.insert(RunRow)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            )
+            created = bool(getattr(inserted, "rowcount", 0))
+            run_id = session.execute(
+                select(RunRow.id).where(RunRow.idempotency_key == idempotency_key)
+            ).scalar_one()
+            if created:
+                _audit(session, requested_by, "run.requested", run_id, action)
+                for position, step in enumerate(self.executors[action.kind].steps(action)):
+                    session.add(RunStepRow(run_id=run_id, position=position, name=step.name))
+                self._show_progress(session, run_id)
+            return SubmittedRun(RunId(run_id), created)
+
+        submitted = await self.db.run(insert)
+        self.wakeup.set()
+        self.outbox.notify()
+        return submitted
+
+    async def retry(self, run_id: RunId, *, by: SlackUserId) -> bool:
+        """Put a failed Run back in the queue; done steps are skipped. False if not failed."""
+
+        def requeue(session: Session) -> bool:
+            changed = session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.state == "failed")
+                .values(state="pending", error=None, claimed_by=None, lease_until=None)
+            )
+            if not getattr(changed, "rowcount", 0):
+                return False
+            session.execute(
+                update(RunStepRow)
+                .where(RunStepRow.run_id == run_id, RunStepRow.state == "failed")
+                .values(state="pending", error=None)
+            )
+            row = session.get_one(RunRow, run_id)
+            _audit(session, by, "run.retried", run_id, self._action(row))
+            self._show_progress(session, run_id)
+            return True
+
+        requeued = await self.db.run(requeue)
+        self.wakeup.set()
+        return requeued
+
+    async def view(self, run_id: RunId) -> RunView:
+        return await self.db.run(lambda s: self._view(s, run_id))
+
+    # -- working ---------------------------------------------------------------------
+
+    async def work(self, stop: asyncio.Event) -> None:
+        """Claim and execute Runs until `stop` is set, `concurrency` at a time."""
+        if not self.db.is_postgres:
+            await self.db.run(_recover_sqlite)
+        await asyncio.gather(*(self._work_loop(stop) for _ in range(self.concurrency)))
+
+    async def _work_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                ran = await self.run_next()
+            except Exception:
+                log.exception("worker loop failed; retrying")
+                ran = False
+            if not ran:
+                with contextlib.suppress(TimeoutError):
+                    self.wakeup.clear()
+                    await asyncio.wait_for(_either(stop, self.wakeup), timeout=self.poll_interval)
+
+    async def run_next(self) -> bool:
+        """Claim one Run and execute it; False when there was nothing to do."""
+        run_id = await self.db.run(self._claim)
+        if run_id is None:
+            await self._refresh_gauges()
+            return False
+        await self.execute(RunId(run_id))
+        return True
+
+    def _claim(self, session: Session) -> str | None:
+        now = utcnow()
+        claimable = or_(
+            RunRow.state == "pending",
+            (RunRow.state == "running") & (RunRow.lease_until < now),
+        )
+        candidates = select(RunRow.id).where(claimable).order_by(RunRow.created_at).limit(1)
+        if self.db.is_postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        run_id = session.execute(candidates).scalar()
+        if run_id is None:
+            return None
+        claimed = session.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id, claimable)
+            .values(
+                state="running",
+                claimed_by=self.worker_id,
+                lease_until=now + self.lease,
+                attempts=RunRow.attempts + 1,
+            )
+        )
+        return str(run_id) if getattr(claimed, "rowcount", 0) else None
+
+    async def execute(self, run_id: RunId) -> None:
+        """Run every step not yet done, checkpointing each; the Run must be claimed."""
+        row = await self.db.run(lambda s: s.get_one(RunRow, run_id))
+        token = request_id.set(row.request_id)
+        heartbeat = asyncio.create_task(self._heartbeat(run_id))
+        try:
+            action = self._action(row)
+            await self.db.run(lambda s: self._started(s, row, action))
+            steps = self.executors[action.kind].steps(action)
+            outputs = await self.db.run(lambda s: _outputs(s, run_id))
+            for position, step in enumerate(steps):
+                if step.name in outputs:
+                    continue
+                context = StepContext(
+                    run_id=run_id,
+                    action=action,
+                    requested_by=SlackUserId(row.requested_by),
+                    outputs=outputs,
+                    attempt=row.attempts,
+                )
+                output = await self._execute_step(run_id, position, step, context)
+                if output is None:
+                    return
+                outputs[step.name] = output
+            await self.db.run(lambda s: self._finished(s, row, action, "succeeded", None))
+        except UnknownAction as exc:
+            reason = f"unknown action kind {exc}; is this bot older than the one that stored it?"
+            await self.db.run(lambda s: self._finished(s, row, None, "failed", reason))
+        finally:
+            heartbeat.cancel()
+            request_id.reset(token)
+            self.outbox.notify()
+
+    async def _execute_step(
+        self, run_id: RunId, position: int, step: Step, context: StepContext
+    ) -> dict[str, Any] | None:
+        await self.db.run(lambda s: self._step_state(s, run_id, position, step, "running"))
+        log.info("step started", extra={"run_id": run_id, "step": step.name})
+        try:
+            output = await step.run(context) or {}
+        except StepFailed as exc:
+            reason = str(exc)
+        except Exception as exc:
+            log.exception("step crashed", extra={"run_id": run_id, "step": step.name})
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        else:
+            await self.db.run(
+                lambda s: self._step_state(s, run_id, position, step, "done", output=output)
+            )
+            return output
+        await self.db.run(
+            lambda s: self._step_state(s, run_id, position, step, "failed", error=reason)
+        )
+        row = await self.db.run(lambda s: s.get_one(RunRow, run_id))
+        await self.db.run(
+            lambda s: self._finished(s, row, context.action, "failed", f"{step.title}: {reason}")
+        )
+        return None
+
+    async def _heartbeat(self, run_id: RunId) -> None:
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            await self.db.run(
+                lambda s: s.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.claimed_by == self.worker_id)
+                    .values(lease_until=utcnow() + self.lease)
+                )
+            )
+
+    async def _refresh_gauges(self) -> None:
+        counts = await self.db.run(
+            lambda s: dict(
+                s.execute(select(RunRow.state, func.count()).group_by(RunRow.state)).tuples().all()
+            )
+        )
+        for state in (*ACTIVE_STATES, *FINAL_STATES, "waiting_approval"):
+            self.metrics.runs.labels(state).set(counts.get(state, 0))
+
+    # -- transitions (each in the caller's transaction) -------------------------------
+
+    def _started(self, session: Session, row: RunRow, action: Action) -> None:
+        if row.attempts == 1:
+            _audit(session, SlackUserId(row.requested_by), "run.started", row.id, action)
+        self.metrics.run_transitions.labels(action.kind, "running").inc()
+        self._show_progress(session, row.id)
+
+    def _step_state(
+        self,
+        session: Session,
+        run_id: str,
+        position: int,
+        step: Step,
+        state: str,
+        *,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": state, "error": error}
+        if state == "running":
+            values["started_at"] = utcnow()
+        else:
+            values["finished_at"] = utcnow()
+        if output is not None:
+            values["output"] = output
+        changed = session.execute(
+            update(RunStepRow)
+            .where(RunStepRow.run_id == run_id, RunStepRow.name == step.name)
+            .values(**values)
+        )
+        if not getattr(changed, "rowcount", 0):  # the plan grew a step since submission
+            session.add(RunStepRow(run_id=run_id, position=position, name=step.name, **values))
+        self._show_progress(session, run_id)
+
+    def _finished(
+        self, session: Session, row: RunRow, action: Action | None, state: str, error: str | None
+    ) -> None:
+        session.execute(
+            update(RunRow)
+            .where(RunRow.id == row.id)
+            .values(state=state, error=error, lease_until=None)
+        )
+        _audit(
+            session,
+            SlackUserId(row.requested_by),
+            f"run.{state}",
+            row.id,
+            action,
+            detail={"error": error} if error else None,
+        )
+        self.metrics.run_transitions.labels(row.action_kind, state).inc()
+        log.info("run finished", extra={"run_id": row.id, "state": state, "error": error})
+        self._show_progress(session, row.id)
+
+    # -- showing progress --------------------------------------------------------------
+
+    def _show_progress(self, session: Session, run_id: str) -> None:
+        row = session.get_one(RunRow, run_id)
+        if row.reply_channel is None:
+            return
+        session.flush()
+        view = self._view(session, RunId(run_id))
+        text, blocks = render_progress(view)
+        self.outbox.enqueue_post_or_update(
+            session, row.reply_channel, f"run:{run_id}", text=text, blocks=blocks
+        )
+
+    def _view(self, session: Session, run_id: RunId) -> RunView:
+        row = session.get_one(RunRow, run_id)
+        steps = session.execute(
+            select(RunStepRow).where(RunStepRow.run_id == run_id).order_by(RunStepRow.position)
+        ).scalars()
+        try:
+            action: Action | None = self._action(row)
+            titles = {s.name: s.title for s in self.executors[row.action_kind].steps(action)}  # type: ignore[arg-type]
+        except UnknownAction:
+            action, titles = None, {}
+        return RunView(
+            id=run_id,
+            kind=row.action_kind,
+            state=row.state,
+            summary=action.summary() if action else row.action_kind,
+            requested_by=row.requested_by,
+            error=row.error,
+            steps=[(titles.get(s.name, s.name), s.state, s.error) for s in steps],
+        )
+
+    def _action(self, row: RunRow) -> Action:
+        executor = self.executors.get(row.action_kind)
+        if executor is None:
+            raise UnknownAction(row.action_kind)
+        return executor.action_type.model_validate(row.action)
+
+
+def render_progress(view: RunView) -> tuple[str, list[dict[str, Any]]]:
+    """The progress message: a headline and a line per step."""
+    from bot.mrkdwn import escape
+
+    headline = {
+        "pending": "Queued",
+        "running": "Running",
+        "succeeded": "Done",
+        "failed": "Failed",
+        "cancelled": "Cancelled",
+        "waiting_approval": "Waiting for approval",
+    }.get(view.state, view.state)
+    lines = []
+    for title, state, error in view.steps:
+        line = f"{STEP_ICONS.get(state, '?')} {escape(title)}"
+        if error:
+            line += f": {escape(error)}"
+        lines.append(line)
+    text = f"*{headline}*: {escape(view.summary)} (requested by <@{view.requested_by}>)"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+    ]
+    if lines:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}}
+        )
+    if view.error:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(view.error)[:2000]}]}
+        )
+    return text, blocks
+
+
+def _audit(
+    session: Session,
+    actor: SlackUserId,
+    event: str,
+    run_id: str,
+    action: Action | None,
+    *,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditRow(
+            actor=actor,
+            event=event,
+            service=action.service() if action else None,
+            environment=getattr(action, "env", None) or getattr(action, "environment", None),
+            run_id=run_id,
+            request_id=request_id.get(),
+            detail={"action": action.summary(), **(detail or {})} if action else (detail or {}),
+        )
+    )
+
+
+def _outputs(session: Session, run_id: str) -> dict[str, dict[str, Any]]:
+    rows = session.execute(
+        select(RunStepRow.name, RunStepRow.output).where(
+            RunStepRow.run_id == run_id, RunStepRow.state == "done"
+        )
+    )
+    return {name: output for name, output in rows.tuples()}
+
+
+def _recover_sqlite(session: Session) -> None:
+    """On SQLite only this process works, so any 'running' Run was cut short by a crash."""
+    session.execute(
+        update(RunRow).where(RunRow.state == "running").values(lease_until=None, state="pending")
+    )
+
+
+async def _either(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,98 @@
+"""The catalog: teams, services, environments and who belongs where.
+
+Built once from platform.yml (`catalog.load`) and passed to every command. It answers
+"which team owns checkout?", "which channel is theirs?" and "is alice in payments?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.domain import Directory, EnvironmentName, ServiceName, SlackUserId, TeamName
+from catalog.load import did_you_mean
+from catalog.model import Environment, PlatformModel, Service, Team
+
+
+class UnknownName(LookupError):
+    """A name not in the catalog; the message carries a did-you-mean."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        self.kind, self.name = kind, name
+        hint = did_you_mean(name, known)
+        listing = "" if hint or not known else f"; known: {', '.join(sorted(known)[:10])}"
+        super().__init__(f"no {kind} named '{name}'{hint}{listing}")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Read-only lookups over the platform model."""
+
+    model: PlatformModel
+
+    def team(self, name: str) -> Team:
+        if name not in self.model.teams:
+            raise UnknownName("team", name, list(self.model.teams))
+        return self.model.teams[name]
+
+    def service(self, name: str) -> Service:
+        if name not in self.model.services:
+            raise UnknownName("service", name, list(self.model.services))
+        return self.model.services[name]
+
+    def environment(self, name: str) -> Environment:
+        if name not in self.model.environments:
+            raise UnknownName("environment", name, list(self.model.environments))
+        return self.model.environments[name]
+
+    def service_names(self) -> list[ServiceName]:
+        return [ServiceName(n) for n in sorted(self.model.services)]
+
+    def team_names(self) -> list[TeamName]:
+        return [TeamName(n) for n in sorted(self.model.teams)]
+
+    def services_of(self, team: str) -> list[ServiceName]:
+        return [ServiceName(n) for n, s in sorted(self.model.services.items()) if s.owner == team]
+
+    def channel_of_service(self, name: str) -> str:
+        service = self.service(name)
+        return service.slack_channel or self.team(service.owner).slack_channel
+
+    def environments_of(self, name: str) -> list[EnvironmentName]:
+        return [EnvironmentName(e) for e in self.service(name).environments]
+
+
+@dataclass(frozen=True)
+class Membership:
+    """What someone is on the platform: their teams and whether they are an admin."""
+
+    user: SlackUserId
+    teams: tuple[TeamName, ...]
+    platform_admin: bool
+
+
+async def membership_of(
+    catalog: Catalog, directory: Directory, user: SlackUserId, *, email: str | None
+) -> Membership:
+    """Teams a user belongs to: listed by id or e-mail, or through the team's user group."""
+    teams = []
+    for name, team in sorted(catalog.model.teams.items()):
+        if await _listed_or_in_group(directory, user, email, team.members, team.slack_usergroup):
+            teams.append(TeamName(name))
+    platform = catalog.model.platform
+    admin = await _listed_or_in_group(
+        directory, user, email, platform.admins, platform.admins_usergroup
+    )
+    return Membership(user=user, teams=tuple(teams), platform_admin=admin)
+
+
+async def _listed_or_in_group(
+    directory: Directory,
+    user: SlackUserId,
+    email: str | None,
+    members: tuple[str, ...],
+    usergroup: str | None,
+) -> bool:
+    listed = {m.lower() for m in members}
+    if user.lower() in listed or (email is not None and email.lower() in listed):
+        return True
+    return usergroup is not None and user in await directory.usergroup_members(usergroup)

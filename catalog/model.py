@@ -1,0 +1,117 @@
+"""The platform model: the shape of `PLATFORM_CONFIG` (platform.yml).
+
+Teams own services; services run in environments; environments say which cluster
+and which deploy backend they use and how risky they are. Approval policies say who
+must approve what. Every model forbids unknown keys so a typo is reported, not ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
+"""Team, service and environment names: DNS-1123 labels of at most 40 characters."""
+
+SLACK_USER_PATTERN = r"^([UW][A-Z0-9]{2,20}|[^@\s]+@[^@\s]+\.[^@\s]+)$"
+"""A member is a Slack user id (U…/W…) or an e-mail address Slack can look up."""
+
+SLACK_CHANNEL_PATTERN = r"^([CGD][A-Z0-9]{2,20}|#[a-z0-9][a-z0-9._-]{0,79})$"
+"""A channel is an id (C…/G…) or `#name` as Slack spells channel names."""
+
+SLACK_USERGROUP_PATTERN = r"^S[A-Z0-9]{2,20}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Team(_Strict):
+    """A team: where it talks, and who is in it (listed members and/or a Slack user group)."""
+
+    slack_channel: str = Field(pattern=SLACK_CHANNEL_PATTERN)
+    slack_usergroup: str | None = Field(default=None, pattern=SLACK_USERGROUP_PATTERN)
+    members: tuple[str, ...] = ()
+    description: str = ""
+
+    @field_validator("members")
+    @classmethod
+    def _members_look_like_users(cls, members: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        for member in members:
+            if not re.match(SLACK_USER_PATTERN, member):
+                raise ValueError(
+                    f"member {member!r} is neither a Slack user id (U…) nor an e-mail address"
+                )
+        return members
+
+
+class Environment(_Strict):
+    """Where a service runs: a Kubernetes context, a deploy backend and a risk level."""
+
+    cluster: str = Field(min_length=1, description="kubeconfig context name")
+    backend: Literal["kubernetes", "argocd"] = "kubernetes"
+    risk: Literal["low", "medium", "high"] = "low"
+    description: str = ""
+
+
+class Service(_Strict):
+    """A service in the catalog: who owns it, where it runs, where to look when it breaks."""
+
+    owner: str
+    environments: tuple[str, ...] = Field(min_length=1)
+    description: str = ""
+    slack_channel: str | None = Field(default=None, pattern=SLACK_CHANNEL_PATTERN)
+    grafana_dashboard: str | None = None
+    runbook: str | None = None
+
+
+class PolicyMatch(_Strict):
+    """Which Actions a policy covers; every given field must match."""
+
+    action: str | None = None
+    environment: str | None = None
+    service: str | None = None
+    team: str | None = None
+
+
+class Approvers(_Strict):
+    """Who may approve: members of these Slack user groups and/or catalog teams."""
+
+    usergroups: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+
+
+class ApprovalPolicy(_Strict):
+    """A rule: Actions matching `match` need `approvals` votes from `approvers`."""
+
+    name: str = Field(min_length=1)
+    match: PolicyMatch
+    approvals: int = Field(default=1, ge=0, le=10)
+    approvers: Approvers = Approvers()
+    allow_own_team: bool = True
+    expires_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+    require_reason: bool = False
+
+
+class PlatformSettings(_Strict):
+    """Platform-wide roles and channels."""
+
+    admins: tuple[str, ...] = ()
+    admins_usergroup: str | None = Field(default=None, pattern=SLACK_USERGROUP_PATTERN)
+    audit_channel: str | None = Field(default=None, pattern=SLACK_CHANNEL_PATTERN)
+    fallback_channel: str | None = Field(default=None, pattern=SLACK_CHANNEL_PATTERN)
+    grafana_default_dashboard: str | None = None
+
+
+class PlatformModel(_Strict):
+    """The whole of platform.yml."""
+
+    platform: PlatformSettings = PlatformSettings()
+    teams: dict[str, Team] = Field(default_factory=dict)
+    environments: dict[str, Environment] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(default_factory=dict)
+    approval_policies: tuple[ApprovalPolicy, ...] = ()
+    templates_dir: str = "templates"

@@ -1,0 +1,36 @@
+"""`/platform help`: the list of commands, or one command's help, from their docstrings."""
+
+from __future__ import annotations
+
+from bot.domain import Reply, UsageError
+from bot.mrkdwn import code
+from catalog.load import did_you_mean
+from commands.base import Arguments, Command, CommandContext
+
+
+class Help(Command):
+    """Show what you can do with /platform, or how to use one command.
+
+    `/platform help` lists every command; `/platform help rollback` explains one.
+    """
+
+    name = "help"
+    usage = "[command]"
+    instant = True
+
+    async def run(self, ctx: CommandContext, args: Arguments) -> Reply:
+        wanted = args.optional()
+        args.done()
+        registry = ctx.commands.by_name
+        if wanted is None:
+            lines = [f"`{c.full_usage()}`\n    {c.summary()}" for c in registry.values()]
+            text = "*Things you can do with /platform*\n" + "\n".join(lines)
+            text += "\nType `/platform help <command>` for more about one."
+            return Reply(text=text)
+        command = registry.get(wanted.lower())
+        if command is None:
+            hint = did_you_mean(wanted.lower(), registry).replace("'", "`") or "."
+            raise UsageError(
+                f"There is no command {code(wanted[:40])}{hint} Type `/platform help` for the list."
+            )
+        return Reply(text=f"*`{command.full_usage()}`*\n{command.help_text()}")

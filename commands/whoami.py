@@ -1,0 +1,49 @@
+"""`/platform whoami`: your teams and roles, as the platform sees them."""
+
+from __future__ import annotations
+
+from bot.domain import Reply
+from bot.mrkdwn import escape
+from catalog import membership_of
+from commands.base import Arguments, Command, CommandContext
+
+
+class WhoAmI(Command):
+    """Show your teams, your roles and the services you can change.
+
+    Teams come from the catalog (listed members) and from each team's Slack user group.
+    """
+
+    name = "whoami"
+
+    async def run(self, ctx: CommandContext, args: Arguments) -> Reply:
+        args.done()
+        email = await ctx.directory.email_of(ctx.user)
+        me = await membership_of(ctx.catalog, ctx.directory, ctx.user, email=email)
+        lines = [f"You are <@{ctx.user}>" + (f" ({escape(email)})" if email else "") + "."]
+        if me.teams:
+            lines.append("*Teams:* " + ", ".join(f"`{t}`" for t in me.teams))
+            services = [s for t in me.teams for s in ctx.catalog.services_of(t)]
+            if services:
+                lines.append("*Services you own:* " + ", ".join(f"`{s}`" for s in services))
+        else:
+            lines.append(
+                "*Teams:* none. Ask a platform admin to add you to your team in platform.yml "
+                "or to its Slack user group."
+            )
+        roles = ["platform admin"] if me.platform_admin else []
+        roles += [f"member of {t}" for t in me.teams]
+        approves = approver_policies(ctx, me.teams)
+        if approves:
+            roles.append("approver for " + ", ".join(f"`{p}`" for p in approves))
+        lines.append("*Roles:* " + (", ".join(roles) if roles else "developer (no special roles)"))
+        return Reply(text="\n".join(lines))
+
+
+def approver_policies(ctx: CommandContext, teams: tuple[str, ...]) -> list[str]:
+    """Approval policies in which one of these teams may approve."""
+    return [
+        policy.name
+        for policy in ctx.catalog.model.approval_policies
+        if set(policy.approvers.teams) & set(teams)
+    ]
