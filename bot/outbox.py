@@ -38,6 +38,14 @@ TRANSIENT_ERRORS = frozenset(
 )
 """Slack errors worth retrying; every other `ok: false` error is permanent."""
 
+RATE_LIMITED = frozenset({"chat.postMessage", "chat.update"})
+"""Calls that count against a channel's message rate; ephemeral replies do not."""
+
+
+def _lane(row: OutboxRow) -> str:
+    """Rows in one lane go out one at a time, in order: a channel's messages share one."""
+    return row.channel if row.method in RATE_LIMITED else f"{row.method}:{row.id}"
+
 
 class Outbox:
     """Writes Slack calls into the outbox; `enqueue_*` take the caller's session.
@@ -244,16 +252,18 @@ class Deliverer:
             return self.poll_interval
         heads: dict[str, OutboxRow] = {}
         for row in rows:
-            heads.setdefault(row.channel, row)  # only the oldest row of each channel
+            heads.setdefault(_lane(row), row)  # only the oldest row of each lane
         now, wall = time.monotonic(), utcnow()
-        due = {channel: row for channel, row in heads.items() if row.not_before <= wall}
-        ready = [row for channel, row in due.items() if self._take_token(channel, now)]
+        due = {lane: row for lane, row in heads.items() if row.not_before <= wall}
+        ready = [
+            row
+            for lane, row in due.items()
+            if row.method not in RATE_LIMITED or self._take_token(lane, now)
+        ]
         await asyncio.gather(*(self._deliver(row) for row in ready))
-        waits = [self._wait_for(channel, time.monotonic()) for channel in due]
+        waits = [self._wait_for(lane, time.monotonic()) for lane in due if lane in self._buckets]
         waits += [
-            (row.not_before - wall).total_seconds()
-            for row in heads.values()
-            if row.channel not in due
+            (row.not_before - wall).total_seconds() for lane, row in heads.items() if lane not in due
         ]
         return max(0.01, min([*waits, self.poll_interval]))
 
@@ -393,7 +403,8 @@ class Deliverer:
         self.metrics.slack_api_errors.labels(row.method, error).inc()
         if status == 429:
             retry_after = float(response.headers.get("Retry-After", "1") or 1)
-            self._buckets[row.channel].blocked_until = time.monotonic() + retry_after
+            if row.method in RATE_LIMITED:
+                self._buckets[row.channel].blocked_until = time.monotonic() + retry_after
             await self._retry_later(row, error, retry_after, count_attempt=False)
         elif status >= 500 or error in TRANSIENT_ERRORS:
             await self._retry_later(row, error, None)

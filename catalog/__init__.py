@@ -20,7 +20,8 @@ class UnknownName(LookupError):
         self.kind, self.name = kind, name
         hint = did_you_mean(name, known)
         listing = "" if hint or not known else f"; known: {', '.join(sorted(known)[:10])}"
-        super().__init__(f"no {kind} named '{name}'{hint}{listing}")
+        end = "" if hint else "."
+        super().__init__(f"No {kind} named '{name}'{hint}{listing}{end}")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ class Audit(Command):
             try:
                 ctx.catalog.service(service)
             except UnknownName as exc:
-                raise UsageError(f"{escape(str(exc))}.", usage=Audit.full_usage()) from None
+                raise UsageError(escape(str(exc)), usage=Audit.full_usage()) from None
         entries = await ctx.audit.recent(
             service=ServiceName(service) if service else None, limit=LIMIT
         )

@@ -109,7 +109,7 @@ class SocketModeHub:
         accepts_response_payload: bool = True,
         retry_attempt: int = 0,
         retry_reason: str = "",
-        timeout: float = 3.0,
+        timeout: float = 3.0,  # noqa: ASYNC109 - how long Slack waits for the ack
     ) -> dict[str, Any]:
         """Send one envelope to the newest connection and return the client's ack."""
         if not self._sockets:
@@ -140,14 +140,12 @@ class SocketModeHub:
         finally:
             self._waiting.pop(envelope_id, None)
 
-    async def wait_for_connection(self, timeout: float = 3.0) -> None:
+    async def wait_for_connection(self, timeout: float = 3.0) -> None:  # noqa: ASYNC109
         """Return once a client has connected and been greeted."""
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
         except TimeoutError:
-            raise SocketModeError(
-                f"no Socket Mode client connected within {timeout} s"
-            ) from None
+            raise SocketModeError(f"no Socket Mode client connected within {timeout} s") from None
 
     async def disconnect(self, reason: str = "refresh_requested") -> None:
         """Ask every client to reconnect, as Slack does before it recycles a connection."""
