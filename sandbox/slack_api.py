@@ -23,8 +23,8 @@ every call, and refuses what Slack refuses, the way Slack refuses it:
 - A ``trigger_id`` works once (``exchanged_trigger_id``) and for 3 s
   (``expired_trigger_id``); a response_url works five times in 30 minutes.
 
-Sources (the stand-in follows these; where the docs are silent it follows Slack's answers
-as observed and quoted in public code, marked "observed" below):
+Sources (the stand-in follows these first; where they are silent it follows Slack's
+answers as quoted in public code, and where nothing was found it says "assumed"):
 
 - Web API conventions, tokens, content types: https://docs.slack.dev/apis/web-api/
 - chat.postMessage: https://docs.slack.dev/reference/methods/chat.postMessage (error
@@ -40,16 +40,23 @@ as observed and quoted in public code, marked "observed" below):
 - Views: https://api.slack.com/reference/surfaces/views (title, submit, close 24;
   100 blocks; private_metadata 3000; callback_id 255; submit needed with input blocks)
 - views.open/push errors: slack-api-ref methods/views/*.json (expired_trigger_id,
-  exchanged_trigger_id, push_limit_reached: 3 views)
+  exchanged_trigger_id, invalid_trigger_id, push_limit_reached: 3 views)
 - response_url: https://docs.slack.dev/interactivity/handling-user-interaction
   (five uses within 30 minutes; response_type, replace_original, delete_original)
 - apps.connections.open: https://docs.slack.dev/reference/methods/apps.connections.open
-- Observed: ``unknown_method`` is HTTP 200; refusal texts ("no more than 50 items
-  allowed", "must be less than 3001 characters", "must be more than 0 characters",
-  "unsupported type: X", "must define `submit` to use an `input` block in modals");
-  views answer ``invalid_arguments``; a thread_ts that is not a thread root is
-  ``invalid_thread_ts``; a used or expired response_url is HTTP 404 with
-  ``used_url`` / ``expired_url``. The wording for duplicate ids is ours.
+  (app-level token, in the Authorization header only)
+- Quoted from Slack's answers: ``unknown_method`` is HTTP 200 with ``req_method``; the
+  texts "no more than 50 items allowed [json-pointer:/blocks]", "failed to match all
+  allowed schemas" + "must be less than 3001 characters [.../text/text]", "must be more
+  than 0 characters", "unsupported type: X", "missing required field: X", "invalid
+  additional property: X", "must provide at least 1 items"; views refused as
+  ``invalid_arguments`` ("must be less than 25 characters [json-pointer:/view/title/text]",
+  "no more than 100 items allowed", "must define `submit` to use an `input` block in
+  modals"); a reply's ts as thread_ts is ``invalid_thread_ts``; ``expired_url``.
+- Assumed: an unknown thread_ts is also ``invalid_thread_ts``; a worn-out response_url
+  answers HTTP 404 ``used_url`` / ``expired_url`` (reports differ on the status); a
+  response_url refuses bad content with HTTP 400; the wording of "duplicate block_id",
+  "duplicate action_id" and "must be a valid enum value".
 """
 
 from __future__ import annotations
@@ -1272,10 +1279,12 @@ class SlackStandIn:
         return next((u for u in self.workspace.users if u.id == ref), None)
 
     def _channel_id(self, ref: str) -> str:
+        """A channel's id from its id or name; a user id means the bot's DM with them."""
         try:
             return self.workspace.channel(ref).id
         except KeyError:
-            return ref
+            user = self._find_user(ref)
+            return _im_id(user.id) if user else ref
 
     def _conversation(self, ref: Any) -> SlackChannel:
         """A channel the bot can see, by id or name; a user id means the bot's DM with them."""
@@ -1285,9 +1294,7 @@ class SlackStandIn:
             return self._ims[ref]
         user = self._find_user(ref)
         if user is not None:
-            im = SlackChannel(
-                id="D" + user.id[1:], name=user.id, is_private=True, members=(user.id,)
-            )
+            im = SlackChannel(id=_im_id(user.id), name=user.id, is_private=True, members=(user.id,))
             self._ims[im.id] = im
             return im
         try:
@@ -1469,6 +1476,10 @@ class SlackStandIn:
             "is_app_user": False,
             "profile": profile,
         }
+
+
+def _im_id(user_id: str) -> str:
+    return "D" + user_id[1:]
 
 
 def _with_block_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
