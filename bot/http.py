@@ -44,8 +44,11 @@ def build_web_app(*, bolt: AsyncApp | None, db: Database, metrics: Metrics) -> w
             )
             response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
             kind = _kind(bolt_request.body)
-        except UnicodeDecodeError:
-            response, kind = web.Response(status=400, text="body is not UTF-8"), "malformed"
+        except (UnicodeDecodeError, ValueError, TypeError, AttributeError, KeyError):
+            # Bolt parses the body before checking the signature; a body it cannot
+            # parse is refused here, signed or not, and has had no effect.
+            log.info("malformed request to /slack/events refused", exc_info=True)
+            response, kind = web.Response(status=400, text="malformed request body"), "malformed"
         finally:
             request_id.reset(token)
         metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)

@@ -299,7 +299,7 @@ class RunEngine:
     async def _refresh_gauges(self) -> None:
         counts = await self.db.run(
             lambda s: dict(
-                s.execute(select(RunRow.state, func.count()).group_by(RunRow.state)).tuples().all()
+                s.execute(select(RunRow.state, func.count()).group_by(RunRow.state)).all()
             )
         )
         for state in (*ACTIVE_STATES, *FINAL_STATES, "waiting_approval"):
@@ -461,7 +461,7 @@ def _outputs(session: Session, run_id: str) -> dict[str, dict[str, Any]]:
             RunStepRow.run_id == run_id, RunStepRow.state == "done"
         )
     )
-    return {name: output for name, output in rows.tuples()}
+    return {name: output for name, output in rows}
 
 
 def _recover_sqlite(session: Session) -> None:

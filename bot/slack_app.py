@@ -166,6 +166,8 @@ class SlackFrontDoor:
             await next()  # on_platform answers with an explanation
             return None
         team = body.get("team_id") or (body.get("team") or {}).get("id")
+        if team is None:
+            return BoltResponse(status=400, body="malformed request: no team")
         if team != self.team_id:
             log.warning("request from another workspace ignored", extra={"team": team})
             self.metrics.requests.labels(str(body.get("type")), "wrong_workspace").inc()
