@@ -49,10 +49,15 @@ class Action(BaseModel):
         fields = ", ".join(f"{k}={v}" for k, v in self.model_dump(mode="json").items())
         return f"{self.kind}({fields})"
 
-    def service(self) -> ServiceName | None:
-        """The service this Action changes, if any (for the audit log and locks)."""
-        value = getattr(self, "service_name", None) or getattr(self, "service", None)
+    def affected_service(self) -> ServiceName | None:
+        """The service this Action changes, if any (its `service` field, by convention)."""
+        value = getattr(self, "service", None)
         return ServiceName(value) if isinstance(value, str) else None
+
+    def affected_environment(self) -> EnvironmentName | None:
+        """The environment this Action changes, if any (its `env` field, by convention)."""
+        value = getattr(self, "env", None)
+        return EnvironmentName(value) if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)

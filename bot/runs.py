@@ -25,7 +25,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.db import AuditRow, Database, RunRow, RunStepRow, new_id, utcnow
+from bot.db import AuditRow, Database, DatabaseUnavailable, RunRow, RunStepRow, new_id, utcnow
 from bot.domain import (
     Action,
     Executor,
@@ -110,7 +110,7 @@ class RunEngine:
             "action_kind": action.kind,
             "action": action.model_dump(mode="json"),
             "fingerprint": action.fingerprint(),
-            "service": action.service(),
+            "service": action.affected_service(),
             "state": state,
             "requested_by": requested_by,
             "reply_channel": reply_channel,
@@ -286,15 +286,17 @@ class RunEngine:
         return None
 
     async def _heartbeat(self, run_id: RunId) -> None:
+        """Keep our lease while a step runs; if the database is away, keep trying."""
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            await self.db.run(
-                lambda s: s.execute(
-                    update(RunRow)
-                    .where(RunRow.id == run_id, RunRow.claimed_by == self.worker_id)
-                    .values(lease_until=utcnow() + self.lease)
+            with contextlib.suppress(DatabaseUnavailable):
+                await self.db.run(
+                    lambda s: s.execute(
+                        update(RunRow)
+                        .where(RunRow.id == run_id, RunRow.claimed_by == self.worker_id)
+                        .values(lease_until=utcnow() + self.lease)
+                    )
                 )
-            )
 
     async def _refresh_gauges(self) -> None:
         counts = await self.db.run(
@@ -446,8 +448,8 @@ def _audit(
         AuditRow(
             actor=actor,
             event=event,
-            service=action.service() if action else None,
-            environment=getattr(action, "env", None) or getattr(action, "environment", None),
+            service=action.affected_service() if action else None,
+            environment=action.affected_environment() if action else None,
             run_id=run_id,
             request_id=request_id.get(),
             detail={"action": action.summary(), **(detail or {})} if action else (detail or {}),

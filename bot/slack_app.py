@@ -138,9 +138,11 @@ class SlackFrontDoor:
                     ephemeral=reply.ephemeral,
                 )
             )
-        except DatabaseUnavailable:
+        except DatabaseUnavailable:  # not durable, but better than silence
             await respond(
-                text=TRY_AGAIN if reply.text != TRY_AGAIN else reply.text, response_type="ephemeral"
+                text=reply.text,
+                blocks=list(reply.blocks) or None,
+                response_type="ephemeral" if reply.ephemeral else "in_channel",
             )
 
     # -- Events API --------------------------------------------------------------------

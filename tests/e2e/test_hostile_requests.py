@@ -72,8 +72,12 @@ async def test_six_minute_old_request_is_401(stack: SandboxStack) -> None:
 
 
 async def test_forged_click_with_someone_elses_user_id_is_401(stack: SandboxStack) -> None:
-    payload = {"type": "block_actions", "team": {"id": stack.workspace.team_id},
-               "user": {"id": "U02BOB"}, "actions": [{"action_id": "approve", "value": "x"}]}
+    payload = {
+        "type": "block_actions",
+        "team": {"id": stack.workspace.team_id},
+        "user": {"id": "U02BOB"},
+        "actions": [{"action_id": "approve", "value": "x"}],
+    }
     response = await stack.sender.raw(
         urlencode({"payload": json.dumps(payload)}).encode(),
         content_type="application/x-www-form-urlencoded",
@@ -96,7 +100,9 @@ async def test_malformed_signed_bodies_do_no_harm(stack: SandboxStack) -> None:
         assert response.status in (400, 401, 404), (body, response.status, response.body)
         assert "Traceback" not in response.body
     _nothing_recorded(stack, before)
-    assert (await stack.sender.slash_command("help", user="alice", channel="#payments")).status == 200
+    assert (
+        await stack.sender.slash_command("help", user="alice", channel="#payments")
+    ).status == 200
 
 
 async def test_oversized_body_is_413(stack: SandboxStack) -> None:
@@ -146,8 +152,14 @@ async def test_clicks_from_an_unknown_team_are_ignored(stack: SandboxStack) -> N
 
 async def test_event_retries_are_handled_once(chat: Chat, stack: SandboxStack) -> None:
     message = stack.slack.add_user_message("#payments", user="U01ALICE", text="<@U0PLATFORMBOT> hi")
-    event = {"type": "app_mention", "user": "U01ALICE", "text": message.text,
-             "ts": message.ts, "channel": "C01PAYMENTS", "event_ts": message.ts}
+    event = {
+        "type": "app_mention",
+        "user": "U01ALICE",
+        "text": message.text,
+        "ts": message.ts,
+        "channel": "C01PAYMENTS",
+        "event_ts": message.ts,
+    }
     first = await stack.sender.event_callback(event, event_id="Ev0001")
     retry = await stack.sender.event_callback(event, event_id="Ev0001", retry_num=1)
     again = await stack.sender.event_callback(event, event_id="Ev0001", retry_num=2)
