@@ -193,13 +193,14 @@ def open_database(url: str, *, auto_upgrade: bool | None = None) -> Database:
         auto_upgrade = not db.is_postgres
     if auto_upgrade:
         upgrade(db.engine)
-    elif current_revision(db.engine) != head_revision():
-        db.dispose()
-        raise StartupError(
-            f"The database schema at {_safe_url(url)} is not current "
-            f"({current_revision(db.engine) or 'empty'}, want {head_revision()}). "
-            "Run `platform-bot db upgrade` first."
-        )
+    else:
+        current, head = current_revision(db.engine), head_revision()
+        if current != head:
+            db.dispose()
+            raise StartupError(
+                f"The database schema at {_safe_url(url)} is not current "
+                f"({current or 'empty'}, want {head}). Run `platform-bot db upgrade` first."
+            )
     return db
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from bot.sandbox import SandboxStack
 from sandbox.slack_api import RecordedCall
 
+
 @dataclass(frozen=True)
 class Seen:
     """What the person saw after a command."""
@@ -30,7 +31,7 @@ class Chat:
         self.sender = stack.sender
 
     async def say(
-        self, text: str, *, as_user: str = "alice", channel: str = "#payments", timeout: float = 5
+        self, text: str, *, as_user: str = "alice", channel: str = "#payments", wait: float = 5
     ) -> Seen:
         """Type `text` (with or without the leading `/platform `) as `as_user`."""
         text = text.removeprefix("/platform").strip()
@@ -46,6 +47,6 @@ class Chat:
         def arrived(_: RecordedCall) -> bool:
             return any(e.user == user.id for e in self.slack.ephemerals[seen:])
 
-        await self.slack.wait_for(arrived, start=mark, timeout=timeout)
+        await self.slack.wait_for(arrived, start=mark, timeout=wait)
         ephemeral = next(e for e in self.slack.ephemerals[seen:] if e.user == user.id)
         return Seen(200, ephemeral.text, in_ack=False, blocks=tuple(ephemeral.blocks))
