@@ -1,0 +1,449 @@
+"""The files that ship the bot tell the truth: Slack app manifest, Dockerfile, README.
+
+`manifest.yml` is validated against Slack's app manifest schema (the fields, types and
+limits of https://docs.slack.dev/reference/app-manifest, as SchemaStore's
+`slack-app-manifest.json` encodes them; long_description's 174-character minimum is
+from the reference page) and against the code: the slash command and events Bolt
+registers, the path the HTTP server serves, and the scopes those need. The Dockerfile
+is checked for its shape (it cannot be built here), the README for the commands and
+the quick start CI relies on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import commands
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "manifest.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+README = ROOT / "README.md"
+CI_RUN = ROOT / ".ci" / "run"
+
+BOT_SCOPES = {
+    "app_mentions:read",
+    "chat:write",
+    "chat:write.public",
+    "commands",
+    "usergroups:read",
+    "users:read",
+    "users:read.email",
+}
+USAGE_HINT = (
+    "help | whoami | audit [service] | new-service | deploy <service> <env> <version> "
+    "| rollback <service> <env> [<revision>]"
+)
+EVENTS_PATH = "/slack/events"
+
+EVENT_SCOPES: dict[str, str | None] = {
+    # From each event's page in Slack's Events API reference ("Required scopes").
+    "app_mention": "app_mentions:read",
+    "app_home_opened": None,
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+    "message.im": "im:history",
+    "message.mpim": "mpim:history",
+    "reaction_added": "reactions:read",
+}
+"""Bot events and the scope each needs; an event not listed here is reported, not passed."""
+
+
+# -- Slack's manifest schema ------------------------------------------------------------
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Metadata(_Schema):
+    major_version: Literal[1, 2] = 1
+    minor_version: int | None = None
+
+
+class DisplayInformation(_Schema):
+    name: str = Field(min_length=1, max_length=35)
+    description: str | None = Field(None, max_length=140)
+    long_description: str | None = Field(None, min_length=174, max_length=4000)
+    background_color: str | None = Field(None, pattern=r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+
+
+class AppHome(_Schema):
+    home_tab_enabled: bool = False
+    messages_tab_enabled: bool = False
+    messages_tab_read_only_enabled: bool = False
+
+
+class BotUser(_Schema):
+    display_name: str = Field(max_length=80, pattern=r"^[\w\-.]+$")
+    always_online: bool = False
+
+
+class SlashCommand(_Schema):
+    command: str = Field(max_length=32, pattern=r"^/\S+$")
+    description: str = Field(max_length=2000)
+    url: str | None = None
+    usage_hint: str | None = Field(None, max_length=1000)
+    should_escape: bool = False
+
+
+class Shortcut(_Schema):
+    name: str
+    callback_id: str = Field(max_length=255)
+    description: str = Field(max_length=150)
+    type: Literal["message", "global"]
+
+
+class Features(_Schema):
+    app_home: AppHome | None = None
+    bot_user: BotUser | None = None
+    shortcuts: list[Shortcut] = Field(default_factory=list)
+    slash_commands: list[SlashCommand] = Field(default_factory=list)
+    unfurl_domains: list[str] = Field(default_factory=list, max_length=5)
+
+
+class Scopes(_Schema):
+    bot: list[str] = Field(default_factory=list, max_length=255)
+    user: list[str] = Field(default_factory=list, max_length=255)
+
+
+class OAuthConfig(_Schema):
+    scopes: Scopes
+    redirect_urls: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class EventSubscriptions(_Schema):
+    request_url: str | None = None
+    bot_events: list[str] = Field(default_factory=list, max_length=100)
+    user_events: list[str] = Field(default_factory=list, max_length=100)
+
+
+class Interactivity(_Schema):
+    is_enabled: bool
+    request_url: str | None = None
+    message_menu_options_url: str | None = None
+
+
+class AppSettings(_Schema):
+    allowed_ip_address_ranges: list[str] = Field(default_factory=list)
+    event_subscriptions: EventSubscriptions | None = None
+    interactivity: Interactivity | None = None
+    org_deploy_enabled: bool = False
+    socket_mode_enabled: bool = False
+    token_rotation_enabled: bool = False
+
+
+class Manifest(_Schema):
+    metadata: Metadata | None = Field(None, alias="_metadata")
+    display_information: DisplayInformation
+    features: Features = Features()
+    oauth_config: OAuthConfig | None = None
+    settings: AppSettings = AppSettings()
+
+
+def manifest_problems(data: Any) -> list[str]:
+    """Everything wrong with a manifest: schema first, then what Slack needs to work."""
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        return [
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        ]
+    problems: list[str] = []
+    scopes = set(manifest.oauth_config.scopes.bot) if manifest.oauth_config else set()
+    settings = manifest.settings
+    events = settings.event_subscriptions or EventSubscriptions()
+    if manifest.features.slash_commands and "commands" not in scopes:
+        problems.append("slash commands need the `commands` bot scope")
+    if events.bot_events and manifest.features.bot_user is None:
+        problems.append("bot events need features.bot_user")
+    for event in events.bot_events:
+        if event not in EVENT_SCOPES:
+            problems.append(f"bot event {event!r}: unknown here; add its scope to EVENT_SCOPES")
+        elif (scope := EVENT_SCOPES[event]) is not None and scope not in scopes:
+            problems.append(f"bot event {event!r} needs the {scope!r} bot scope")
+    if not settings.socket_mode_enabled:
+        urls = {
+            f"features.slash_commands[{c.command}].url": c.url
+            for c in manifest.features.slash_commands
+        }
+        if events.bot_events or events.user_events:
+            urls["settings.event_subscriptions.request_url"] = events.request_url
+        if settings.interactivity and settings.interactivity.is_enabled:
+            urls["settings.interactivity.request_url"] = settings.interactivity.request_url
+        for where, url in urls.items():
+            if not url:
+                problems.append(f"{where}: required unless socket_mode_enabled")
+            elif not re.fullmatch(r"https://[^/\s]+/\S*", url):
+                problems.append(f"{where}: {url!r} is not an https URL")
+            elif not url.endswith(EVENTS_PATH):
+                problems.append(f"{where}: {url!r} does not end in {EVENTS_PATH}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def manifest_data() -> dict[str, Any]:
+    data = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def manifest(manifest_data: dict[str, Any]) -> Manifest:
+    return Manifest.model_validate(manifest_data)
+
+
+def test_manifest_follows_slacks_schema(manifest_data: dict[str, Any]) -> None:
+    assert manifest_problems(manifest_data) == []
+
+
+_DELETE = object()
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        data = data[int(key)] if isinstance(data, list) else data[key]
+    if value is _DELETE:
+        del data[last]
+    else:
+        data[last] = value
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("display_information.name", "x" * 36, "display_information.name"),
+        ("display_information.long_description", "too short", "long_description"),
+        ("features.bot_user.display_name", "platform bot", "display_name"),
+        ("features.slash_commands.0.command", "platform", "command"),
+        ("features.slash_commands.0.should_escape", "false", "should_escape"),
+        ("features.slash_commands.0.url", "http://bot.example.com/slack/events", "https"),
+        ("features.slash_commands.0.url", _DELETE, "required unless socket_mode"),
+        ("settings.event_subscriptions.request_url", "https://x.example.com/events", "end in"),
+        ("settings.interactivity.is_enabled", _DELETE, "is_enabled"),
+        ("settings.event_subscriptions.bot_events", ["message.im"], "im:history"),
+        ("settings.event_subscriptions.bot_events", ["made_up_event"], "unknown here"),
+        ("oauth_config.scopes.bot", ["chat:write"], "`commands`"),
+        ("settings.socket_mode", True, "socket_mode"),
+    ],
+)
+def test_the_validator_catches_mistakes(
+    manifest_data: dict[str, Any], path: str, value: Any, expected: str
+) -> None:
+    """The checks above can fail: each broken copy of the manifest is reported."""
+    broken = copy.deepcopy(manifest_data)
+    _set(broken, path, value)
+    problems = manifest_problems(broken)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_socket_mode_variant_needs_no_request_urls(manifest_data: dict[str, Any]) -> None:
+    """The variant documented at the top of manifest.yml is valid too."""
+    variant = copy.deepcopy(manifest_data)
+    variant["settings"]["socket_mode_enabled"] = True
+    del variant["features"]["slash_commands"][0]["url"]
+    del variant["settings"]["event_subscriptions"]["request_url"]
+    del variant["settings"]["interactivity"]["request_url"]
+    assert manifest_problems(variant) == []
+
+
+def test_exact_bot_scopes(manifest: Manifest) -> None:
+    assert manifest.oauth_config is not None
+    scopes = manifest.oauth_config.scopes
+    assert sorted(scopes.bot) == sorted(BOT_SCOPES)
+    assert len(scopes.bot) == len(set(scopes.bot)), "a scope is listed twice"
+    assert scopes.user == []
+
+
+def test_slash_command_and_settings(manifest: Manifest) -> None:
+    (command,) = manifest.features.slash_commands
+    assert command.command == "/platform"
+    assert command.usage_hint == USAGE_HINT
+    assert command.should_escape is False
+    settings = manifest.settings
+    assert settings.interactivity is not None and settings.interactivity.is_enabled
+    assert settings.event_subscriptions is not None
+    assert settings.event_subscriptions.bot_events == ["app_mention"]
+    assert (settings.org_deploy_enabled, settings.socket_mode_enabled) == (False, False)
+    assert settings.token_rotation_enabled is False
+
+
+def test_manifest_matches_what_bolt_registers(manifest: Manifest) -> None:
+    """Every command and event the Bolt app listens for is in the manifest, and back."""
+    source = (ROOT / "bot" / "slack_app.py").read_text(encoding="utf-8")
+    registered_commands = set(re.findall(r"\.command\(\s*[\"']([^\"']+)[\"']", source))
+    registered_events = set(re.findall(r"\.event\(\s*[\"']([^\"']+)[\"']", source))
+    assert registered_commands, "found no app.command(...) in bot/slack_app.py"
+    assert registered_commands == {c.command for c in manifest.features.slash_commands}
+    assert manifest.settings.event_subscriptions is not None
+    assert registered_events == set(manifest.settings.event_subscriptions.bot_events)
+
+
+def test_request_url_and_health_paths_are_served() -> None:
+    from bot.http import build_web_app
+    from bot.metrics import Metrics
+
+    app = build_web_app(bolt=object(), db=None, metrics=Metrics())  # type: ignore[arg-type]
+    routes = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
+    assert ("POST", EVENTS_PATH) in routes
+    assert ("GET", "/healthz") in routes
+
+
+# -- docs stay true ----------------------------------------------------------------------
+
+
+def command_names() -> list[str]:
+    names = sorted(commands.discover().by_name)
+    assert names, "commands.discover() found no commands"
+    return names
+
+
+@pytest.mark.parametrize("name", command_names())
+def test_every_command_is_in_the_usage_hint(manifest: Manifest, name: str) -> None:
+    (command,) = manifest.features.slash_commands
+    assert command.usage_hint is not None
+    hinted = {part.split()[0] for part in command.usage_hint.split("|") if part.strip()}
+    assert name in hinted, f"add `{name}` to the usage_hint in manifest.yml"
+
+
+@pytest.mark.parametrize("name", command_names())
+def test_every_command_is_in_the_readme(name: str) -> None:
+    assert f"/platform {name}" in README.read_text(encoding="utf-8"), (
+        f"describe `/platform {name}` in README.md"
+    )
+
+
+def quick_start_commands() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"^## Quick start\n(.*?)^## ", text, re.M | re.S)
+    assert section, "README.md has no '## Quick start' section"
+    block = re.search(r"```(?:bash|sh|console)\n(.*?)```", section.group(1), re.S)
+    assert block, "the quick start has no shell block"
+    return [
+        line.strip()
+        for line in block.group(1).splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_same_tests() -> None:
+    sandbox, tests = quick_start_commands()
+    assert "sandbox" in sandbox
+    for command in (sandbox, tests):
+        script = ROOT / shlex.split(command)[0]
+        assert script.is_file() and os.access(script, os.X_OK), f"{script} is not executable"
+    ci_lines = [
+        line.strip()
+        for line in CI_RUN.read_text(encoding="utf-8").splitlines()
+        if not line.strip().startswith("#")
+    ]
+    assert any(re.search(rf"(^|\s){re.escape(tests)}(\s|$)", line) for line in ci_lines), (
+        f"CI must run the README's test command {tests!r} literally"
+    )
+
+
+# -- Dockerfile ----------------------------------------------------------------------------
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if current and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        keyword, _, args = current.partition(" ")
+        instructions.append((keyword.upper(), args.strip()))
+        current = ""
+    assert not current, "the Dockerfile ends inside a continued line"
+    return instructions
+
+
+@pytest.fixture(scope="module")
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions(DOCKERFILE.read_text(encoding="utf-8"))
+    bases = [args.split()[0] for keyword, args in instructions if keyword == "FROM"]
+    assert bases and all(base == "python:3.11-slim" for base in bases), bases
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def _env(stage: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, args in stage:
+        if keyword == "ENV":
+            for word in shlex.split(args):
+                key, _, value = word.partition("=")
+                env[key] = value
+    return env
+
+
+def test_image_runs_as_a_non_root_user(final_stage: list[tuple[str, str]]) -> None:
+    users = [args for keyword, args in final_stage if keyword == "USER"]
+    assert users, "the final stage sets no USER, so it runs as root"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+
+
+def test_image_serves_on_3000_with_a_healthcheck(final_stage: list[tuple[str, str]]) -> None:
+    keywords = dict(final_stage)
+    assert "3000" in keywords.get("EXPOSE", "").split()
+    healthcheck = keywords.get("HEALTHCHECK", "")
+    assert "/healthz" in healthcheck and "127.0.0.1" in healthcheck
+    assert "python" in healthcheck, "slim images have no curl or wget"
+    assert json.loads(keywords["CMD"]) == ["platform-bot", "serve"]
+
+
+def test_image_defaults_point_at_config_and_a_volume(final_stage: list[tuple[str, str]]) -> None:
+    env = _env(final_stage)
+    assert env["PLATFORM_CONFIG"] == "/config/platform.yml"
+    assert env.get("PORT", "3000") == "3000"
+    url = env["DATABASE_URL"]
+    assert url.startswith("sqlite:////"), url
+    database_dir = str(Path(url.removeprefix("sqlite:///")).parent)
+    volumes = [args for keyword, args in final_stage if keyword == "VOLUME"]
+    assert any(database_dir in volume for volume in volumes), (database_dir, volumes)
+
+
+def test_image_installs_the_package_without_dev_extras() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE.read_text(encoding="utf-8"))
+    runs = [args for keyword, args in instructions if keyword == "RUN"]
+    installs = [run for run in runs if "pip install" in run]
+    assert installs, "no RUN pip install"
+    for run in installs:
+        assert "[dev]" not in run and " -e " not in f" {run} ", run
+
+
+def test_dockerignore_keeps_what_the_build_needs() -> None:
+    ignored = {
+        line.strip().strip("/")
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", "tests"} <= ignored
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    packages = re.search(r"^include = \[(.*?)\]", pyproject, re.M)
+    assert packages
+    needed = {"pyproject.toml", "README.md"} | {
+        name.strip(' "*') for name in packages.group(1).split(",")
+    }
+    assert not needed & ignored, needed & ignored
