@@ -22,15 +22,18 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import make_url
 
-import commands
+from adapters import Adapters
 from bot.audit import DatabaseAuditLog
 from bot.db import Database, DatabaseUnavailable
 from bot.directory import SlackDirectory
 from bot.domain import Directory, Executor
 from bot.http import build_web_app
+from bot.messenger import OutboxMessenger, SlackModals
 from bot.metrics import Metrics
 from bot.migrate import current_revision, head_revision, upgrade
 from bot.outbox import Deliverer, Outbox
+from bot.plugins import discover as discover_features
+from bot.ports import Ports
 from bot.runs import RunEngine
 from bot.settings import Settings
 from bot.slack_app import SlackFrontDoor, build_bolt_app
@@ -125,6 +128,7 @@ def build_app(
     executors: Iterable[Executor] = (),
     slack_client: AsyncWebClient | None = None,
     directory: Directory | None = None,
+    adapters: Adapters | None = None,
     auto_upgrade: bool | None = None,
     run_lease: timedelta = timedelta(seconds=30),
 ) -> PlatformBot:
@@ -144,16 +148,25 @@ def build_app(
     client = slack_client or AsyncWebClient(token=token, base_url=settings.slack_api_url)
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     outbox = Outbox(db)
-    engine = RunEngine(db, outbox, metrics, executors, worker_id=worker_id, lease=run_lease)
-    door = SlackFrontDoor(
-        db=db,
-        outbox=outbox,
-        metrics=metrics,
+    engine = RunEngine(db, outbox, metrics, (), worker_id=worker_id, lease=run_lease)
+    ports = Ports(
         catalog=catalog,
         directory=directory or SlackDirectory(client),
         audit=DatabaseAuditLog(db),
         runs=engine,
-        registry=commands.discover(),
+        run_control=engine,
+        messenger=OutboxMessenger(outbox),
+        modals=SlackModals(client),
+        adapters=adapters or Adapters(),
+    )
+    features = discover_features()
+    engine.register([*features.executors(ports), *executors])
+    door = SlackFrontDoor(
+        db=db,
+        outbox=outbox,
+        metrics=metrics,
+        ports=ports,
+        features=features,
         team_id=settings.slack_team_id,
     )
     secret = settings.slack_signing_secret

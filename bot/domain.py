@@ -170,3 +170,69 @@ class Executor(Protocol):
     action_type: type[Action]
 
     def steps(self, action: Action) -> Sequence[Step]: ...
+
+
+@dataclass(frozen=True)
+class Click:
+    """Someone pressed a button. Only `value` comes from the message, and it is untrusted."""
+
+    user: SlackUserId
+    team: SlackTeamId
+    action_id: str
+    value: str
+    channel: SlackChannelId | None
+    message_ts: str | None
+    response_url: str | None
+    trigger_id: str | None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Someone submitted a modal: its inputs by block id, and our private metadata."""
+
+    user: SlackUserId
+    team: SlackTeamId
+    callback_id: str
+    view_id: str
+    private_metadata: str
+    values: dict[str, Any]
+    """block_id -> the input's value: a string, a list of strings, or None."""
+    trigger_id: str | None
+
+
+class Messenger(Protocol):
+    """Posting to Slack through the durable outbox; `key` names a message for updates."""
+
+    async def post(
+        self,
+        channel: str,
+        *,
+        text: str,
+        blocks: Sequence[dict[str, Any]] = (),
+        key: str | None = None,
+        thread_key: str | None = None,
+    ) -> None: ...
+
+    async def update(
+        self, key: str, *, text: str, blocks: Sequence[dict[str, Any]] = ()
+    ) -> None: ...
+
+    async def ephemeral(
+        self, channel: str, user: SlackUserId, *, text: str, blocks: Sequence[dict[str, Any]] = ()
+    ) -> None: ...
+
+
+class Modals(Protocol):
+    """Opening modals: direct, not queued, because a trigger id lives for 3 seconds."""
+
+    async def open(self, trigger_id: str, view: dict[str, Any]) -> str: ...
+
+    async def update(self, view_id: str, view: dict[str, Any]) -> None: ...
+
+
+class RunControl(Protocol):
+    """What people may do to a Run once it exists."""
+
+    async def retry(self, run_id: RunId, *, by: SlackUserId) -> bool: ...
+
+    async def requested_by(self, run_id: RunId) -> SlackUserId | None: ...

@@ -211,7 +211,7 @@ class Deliverer:
         rate_per_channel: float = 1.0,
         burst: int = 2,
         lease: timedelta = timedelta(seconds=60),
-        poll_interval: float = 0.5,
+        poll_interval: float = 2.0,
         max_backoff: float = 60.0,
     ) -> None:
         self.db, self.outbox, self.client, self.metrics = db, outbox, client, metrics
@@ -263,23 +263,45 @@ class Deliverer:
         await asyncio.gather(*(self._deliver(row) for row in ready))
         waits = [self._wait_for(lane, time.monotonic()) for lane in due if lane in self._buckets]
         waits += [
-            (row.not_before - wall).total_seconds() for lane, row in heads.items() if lane not in due
+            (row.not_before - wall).total_seconds()
+            for lane, row in heads.items()
+            if lane not in due
         ]
         return max(0.01, min([*waits, self.poll_interval]))
 
     def _due_rows(self, session: Session) -> list[OutboxRow]:
+        """The head of every channel's lane, plus pending ephemeral replies.
+
+        Heads are chosen in SQL, so a backlog of thousands in one channel never hides
+        another channel's message.
+        """
         now = utcnow()
+        claimable = or_(
+            OutboxRow.state == "pending",
+            (OutboxRow.state == "sending") & (OutboxRow.lease_until < now),
+        )
+        position = (
+            func.row_number()
+            .over(partition_by=OutboxRow.channel, order_by=OutboxRow.id)
+            .label("position")
+        )
+        lanes = (
+            select(OutboxRow.id, position)
+            .where(claimable, OutboxRow.method.in_(RATE_LIMITED))
+            .subquery()
+        )
+        heads = select(lanes.c.id).where(lanes.c.position == 1)
+        replies = (
+            select(OutboxRow.id)
+            .where(claimable, OutboxRow.method.not_in(RATE_LIMITED))
+            .order_by(OutboxRow.id)
+            .limit(200)
+        )
         return list(
             session.execute(
                 select(OutboxRow)
-                .where(
-                    or_(
-                        OutboxRow.state == "pending",
-                        (OutboxRow.state == "sending") & (OutboxRow.lease_until < now),
-                    )
-                )
+                .where(or_(OutboxRow.id.in_(heads), OutboxRow.id.in_(replies)))
                 .order_by(OutboxRow.id)
-                .limit(500)
             ).scalars()
         )
 
@@ -307,6 +329,7 @@ class Deliverer:
             await self._failed(claimed, exc)
             return
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.metrics.slack_api_errors.labels(claimed.method, type(exc).__name__).inc()
             await self._retry_later(claimed, f"{type(exc).__name__}: {exc}", None)
             return
         except _Refused as exc:
@@ -424,8 +447,6 @@ class Deliverer:
     async def _retry_later(
         self, row: OutboxRow, error: str, delay: float | None, *, count_attempt: bool = True
     ) -> None:
-        if count_attempt:
-            self.metrics.slack_api_errors.labels(row.method, error.split(":")[0]).inc()
         attempts = row.attempts + (1 if count_attempt else 0)
         wait = delay if delay is not None else min(self.max_backoff, 0.5 * 2**attempts)
         log.warning(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("pending", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
+GAUGE_INTERVAL = 10.0
+"""Seconds between counts of Runs by state for the metrics gauge."""
 STEP_ICONS = {"pending": "○", "running": "◔", "done": "✓", "failed": "✗", "skipped": "–"}
 
 
@@ -81,13 +84,19 @@ class RunEngine:
         worker_id: str,
         lease: timedelta = timedelta(seconds=30),
         concurrency: int = 4,
-        poll_interval: float = 0.5,
+        poll_interval: float = 2.0,
     ) -> None:
         self.db, self.outbox, self.metrics = db, outbox, metrics
         self.executors = {e.action_type.kind: e for e in executors}
         self.worker_id, self.lease = worker_id, lease
         self.concurrency, self.poll_interval = concurrency, poll_interval
         self.wakeup = asyncio.Event()
+        self._gauges_at = 0.0
+
+    def register(self, executors: Iterable[Executor]) -> None:
+        """Add executors once the ports they need exist (they need this engine too)."""
+        for executor in executors:
+            self.executors[executor.action_type.kind] = executor
 
     # -- submitting ------------------------------------------------------------------
 
@@ -128,11 +137,15 @@ class RunEngine:
                 dialect.insert(RunRow)
                 .values(**values)
                 .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                .returning(RunRow.id)
+            ).scalar()
+            created = inserted is not None
+            run_id = (
+                inserted
+                or session.execute(
+                    select(RunRow.id).where(RunRow.idempotency_key == idempotency_key)
+                ).scalar_one()
             )
-            created = bool(getattr(inserted, "rowcount", 0))
-            run_id = session.execute(
-                select(RunRow.id).where(RunRow.idempotency_key == idempotency_key)
-            ).scalar_one()
             if created:
                 _audit(session, requested_by, "run.requested", run_id, action)
                 for position, step in enumerate(self.executors[action.kind].steps(action)):
@@ -170,6 +183,10 @@ class RunEngine:
         self.wakeup.set()
         return requeued
 
+    async def requested_by(self, run_id: RunId) -> SlackUserId | None:
+        row = await self.db.run(lambda s: s.get(RunRow, run_id))
+        return SlackUserId(row.requested_by) if row is not None else None
+
     async def view(self, run_id: RunId) -> RunView:
         return await self.db.run(lambda s: self._view(s, run_id))
 
@@ -197,7 +214,9 @@ class RunEngine:
         """Claim one Run and execute it; False when there was nothing to do."""
         run_id = await self.db.run(self._claim)
         if run_id is None:
-            await self._refresh_gauges()
+            if time.monotonic() - self._gauges_at > GAUGE_INTERVAL:
+                self._gauges_at = time.monotonic()
+                await self._refresh_gauges()
             return False
         await self.execute(RunId(run_id))
         return True
@@ -431,6 +450,21 @@ def render_progress(view: RunView) -> tuple[str, list[dict[str, Any]]]:
     if view.error:
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(view.error)[:2000]}]}
+        )
+    if view.state == "failed":
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "run_actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "run.retry",
+                        "text": {"type": "plain_text", "text": "Retry"},
+                        "value": view.id,
+                    }
+                ],
+            }
         )
     return text, blocks
 

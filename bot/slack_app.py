@@ -9,6 +9,7 @@ Replies go through the outbox. Nothing here decides what a command does: that is
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,21 +22,22 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database, DatabaseUnavailable, ProcessedRequestRow
 from bot.domain import (
-    AuditLog,
-    Directory,
+    Click,
     Reply,
-    RunSubmitter,
     SlackChannelId,
     SlackTeamId,
     SlackUserId,
+    Submission,
     TryAgainLater,
     UsageError,
 )
 from bot.logs import request_id
 from bot.metrics import Metrics
+from bot.mrkdwn import escape
 from bot.outbox import Outbox
-from catalog import Catalog
-from commands.base import Arguments, Command, CommandContext, CommandRegistry
+from bot.plugins import Features
+from bot.ports import Context, Ports
+from commands.base import Arguments, Command
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,8 @@ class SlackFrontDoor:
     db: Database
     outbox: Outbox
     metrics: Metrics
-    catalog: Catalog
-    directory: Directory
-    audit: AuditLog
-    runs: RunSubmitter
-    registry: CommandRegistry
+    ports: Ports
+    features: Features
     team_id: str | None = None
     """Our workspace; set from settings or auth.test before the first request."""
 
@@ -71,7 +70,7 @@ class SlackFrontDoor:
             self.metrics.requests.labels("unknown", "wrong_workspace").inc()
             return
         try:
-            command, args = self.registry.resolve(text)
+            command, args = self.features.commands.resolve(text)
         except UsageError as exc:
             await ack(response_type="ephemeral", text=usage_message(exc))
             self.metrics.requests.labels("unknown", "usage_error").inc()
@@ -89,40 +88,118 @@ class SlackFrontDoor:
         reply = await self._run(command, ctx, args)
         await self._send(body, reply, respond)
 
-    def _context(self, body: dict[str, Any]) -> CommandContext:
-        return CommandContext(
+    def _context(self, body: dict[str, Any]) -> Context:
+        return Context(
             user=SlackUserId(body["user_id"]),
             channel=SlackChannelId(body["channel_id"]),
             team=SlackTeamId(body["team_id"]),
             request_key=str(body.get("trigger_id") or request_id.get()),
-            catalog=self.catalog,
-            directory=self.directory,
-            audit=self.audit,
-            runs=self.runs,
-            commands=self.registry,
+            ports=self.ports,
         )
 
-    async def _run(self, command: Command, ctx: CommandContext, args: Arguments) -> Reply:
-        """Run a command; turn every failure into a reply a person can act on."""
+    async def _run(self, command: Command, ctx: Context, args: Arguments) -> Reply:
+        reply = await self._guarded(command.name, command.run(ctx, args))
+        assert reply is not None
+        return reply
+
+    async def _guarded(self, name: str, work: Awaitable[Reply | None]) -> Reply | None:
+        """Await a feature's work; turn every failure into a reply a person can act on."""
         outcome = "ok"
         try:
-            return await command.run(ctx, args)
+            return await work
         except UsageError as exc:
             outcome = "usage_error"
             return Reply(text=usage_message(exc))
         except (DatabaseUnavailable, TryAgainLater):
             outcome = "unavailable"
-            log.warning("dependency down during a command", exc_info=True)
+            log.warning("dependency down during a request", exc_info=True)
             return Reply(text=TRY_AGAIN)
         except Exception:
             outcome = "error"
-            log.exception("command failed", extra={"command": command.name})
+            log.exception("request failed", extra={"handler": name})
             return Reply(
                 text="Something went wrong on our side, and nothing was changed. "
                 f"Tell the platform team the reference `{request_id.get()}`."
             )
         finally:
-            self.metrics.requests.labels(command.name, outcome).inc()
+            self.metrics.requests.labels(name, outcome).inc()
+
+    # -- buttons and modals ------------------------------------------------------------
+
+    async def on_button(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """Ack at once; then the feature's Button decides (and checks rights) after."""
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        action_id = str(action.get("action_id") or "")
+        user = SlackUserId(str((body.get("user") or {}).get("id")))
+        channel = SlackChannelId(str((body.get("channel") or {}).get("id") or ""))
+        click = Click(
+            user=user,
+            team=SlackTeamId(str(self.team_id)),
+            action_id=action_id,
+            value=str(action.get("value") or action.get("selected_option", {}).get("value") or ""),
+            channel=channel or None,
+            message_ts=(body.get("message") or {}).get("ts")
+            or (body.get("container") or {}).get("message_ts"),
+            response_url=body.get("response_url"),
+            trigger_id=body.get("trigger_id"),
+        )
+        button = self.features.button_for(action_id)
+        if button is None:
+            reply: Reply | None = Reply(text="This button is no longer in use; nothing was done.")
+        else:
+            ctx = Context(
+                user=user,
+                channel=channel,
+                team=click.team,
+                request_key=f"click:{action.get('action_ts') or request_id.get()}",
+                ports=self.ports,
+            )
+            reply = await self._guarded(f"button:{button.action_id}", button.click(ctx, click))
+        if reply is not None:
+            await self._send(
+                {"channel_id": channel, "response_url": click.response_url}, reply, respond
+            )
+
+    async def on_form(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """Validate a modal before acking: errors must be in the ack to show on the form."""
+        view = body.get("view") or {}
+        user = SlackUserId(str((body.get("user") or {}).get("id")))
+        submission = Submission(
+            user=user,
+            team=SlackTeamId(str(self.team_id)),
+            callback_id=str(view.get("callback_id") or ""),
+            view_id=str(view.get("id") or ""),
+            private_metadata=str(view.get("private_metadata") or ""),
+            values=_form_values(view),
+            trigger_id=body.get("trigger_id"),
+        )
+        form = self.features.forms.get(submission.callback_id)
+        if form is None:
+            await ack(response_action="errors", errors={})
+            return
+        ctx = Context(
+            user=user,
+            channel=SlackChannelId(""),
+            team=submission.team,
+            request_key=f"view:{submission.view_id}:{view.get('hash', '')}",
+            ports=self.ports,
+        )
+        errors: dict[str, str] | None = None
+
+        async def submit() -> Reply | None:
+            nonlocal errors
+            errors = await form.submit(ctx, submission)
+            return None
+
+        failure = await self._guarded(f"form:{form.callback_id}", submit())
+        if failure is not None:  # show the failure on the form's first input
+            first = next(iter(submission.values), "")
+            errors = {first: failure.text[:150]} if first else None
+        if errors:
+            await ack(response_action="errors", errors=errors)
+        else:
+            await ack()
 
     async def _send(self, body: dict[str, Any], reply: Reply, respond: AsyncRespond) -> None:
         """Reply through the outbox; straight through the response_url if the database is down."""
@@ -160,12 +237,15 @@ class SlackFrontDoor:
 
     # -- global middleware -------------------------------------------------------------
 
-    async def only_our_workspace(
+    async def guard(
         self, body: dict[str, Any], next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
-        """Refuse interactions and events from any other workspace (commands say why)."""
+        """Refuse other workspaces' clicks and events, and handle each event delivery once.
+
+        Slash commands pass straight through: `on_platform` explains a wrong workspace.
+        """
         if "command" in body:
-            await next()  # on_platform answers with an explanation
+            await next()
             return None
         team = body.get("team_id") or (body.get("team") or {}).get("id")
         if team is None:
@@ -174,13 +254,6 @@ class SlackFrontDoor:
             log.warning("request from another workspace ignored", extra={"team": team})
             self.metrics.requests.labels(str(body.get("type")), "wrong_workspace").inc()
             return BoltResponse(status=200, body="")
-        await next()
-        return None
-
-    async def dedupe_deliveries(
-        self, body: dict[str, Any], next: Callable[[], Awaitable[None]]
-    ) -> BoltResponse | None:
-        """Handle each Events API delivery once, whatever Slack retries."""
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if event_id:
             try:
@@ -194,6 +267,24 @@ class SlackFrontDoor:
         return None
 
 
+def _form_values(view: dict[str, Any]) -> dict[str, Any]:
+    """block_id -> value of its one input, from Slack's view.state.values."""
+    values: dict[str, Any] = {}
+    for block_id, actions in ((view.get("state") or {}).get("values") or {}).items():
+        for state in (actions or {}).values():
+            if "selected_options" in state:
+                values[block_id] = [o.get("value") for o in state.get("selected_options") or []]
+            elif "selected_option" in state:
+                values[block_id] = (state.get("selected_option") or {}).get("value")
+            elif "selected_users" in state:
+                values[block_id] = list(state.get("selected_users") or [])
+            else:
+                for key in ("value", "selected_user", "selected_channel", "selected_date"):
+                    if key in state:
+                        values[block_id] = state[key]
+    return values
+
+
 def _first_time(session: Session, key: str) -> bool:
     try:
         with session.begin_nested():
@@ -205,7 +296,7 @@ def _first_time(session: Session, key: str) -> bool:
 
 def usage_message(exc: UsageError) -> str:
     if exc.usage:
-        return f"{exc.message}\nUsage: `{exc.usage}`"
+        return f"{exc.message}\nUsage: `{escape(exc.usage)}`"
     return exc.message
 
 
@@ -224,8 +315,9 @@ def build_bolt_app(
         process_before_response=False,
         raise_error_for_unhandled_request=False,
     )
-    app.middleware(door.only_our_workspace)
-    app.middleware(door.dedupe_deliveries)
+    app.middleware(door.guard)
     app.command("/platform")(door.on_platform)
+    app.action(re.compile(".+"))(door.on_button)
+    app.view(re.compile(".+"))(door.on_form)
     app.event("app_mention")(door.on_app_mention)
     return app

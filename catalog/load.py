@@ -49,6 +49,24 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice, which YAML would silently overwrite."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"'{key}' is defined twice (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_platform_model(path: Path) -> PlatformModel:
     """Read and validate platform.yml; raise ConfigError listing every problem."""
     try:
@@ -57,6 +75,11 @@ def load_platform_model(path: Path) -> PlatformModel:
         raise ConfigError(
             str(path),
             [Problem("", "file not found; set PLATFORM_CONFIG to your platform.yml")],
+        ) from None
+    except UnicodeDecodeError as exc:
+        where = f"byte {exc.start}"
+        raise ConfigError(
+            str(path), [Problem("", f"not UTF-8 text ({where}); save the file as UTF-8")]
         ) from None
     except OSError as exc:
         raise ConfigError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
@@ -74,8 +97,8 @@ def parse_platform_model(text: str, *, source: str = "platform.yml") -> Platform
 def check_platform_text(text: str) -> tuple[PlatformModel | None, list[Problem]]:
     """Every problem in the YAML text at once: syntax, then schema and cross-references."""
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -210,18 +233,38 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 
 def _with_line(problem: Problem, root: yaml.Node | None) -> Problem:
-    """Attach the line of the YAML node the problem's path points at (or its nearest parent)."""
+    """Attach the line of the YAML node the problem's path points at (or its nearest parent).
+
+    The path's last part points at the key itself when it is a mapping key, so a bad
+    name or an unknown key is reported on its own line.
+    """
     node, found = root, None
-    for part in re.findall(r"[^.\[\]]+", problem.path):
+    for part in _path_parts(problem.path):
         if isinstance(node, yaml.MappingNode):
-            node = next((value for key, value in node.value if key.value == part), None)
+            pair = next(((k, v) for k, v in node.value if str(k.value) == part), None)
+            found = pair[0] if pair else found
+            node = pair[1] if pair else None
         elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
             node = node.value[int(part)]
+            found = node
         else:
             node = None
         if node is None:
             break
-        found = node
     if found is None:
         return problem
     return Problem(problem.path, problem.message, found.start_mark.line + 1)
+
+
+def _path_parts(path: str) -> list[str]:
+    """Split a.b[0].c into parts; names may contain dots only as the known top-level keys."""
+    parts: list[str] = []
+    for piece in re.split(r"(\[\d+\])", path):
+        if piece.startswith("[") and piece.endswith("]"):
+            parts.append(piece[1:-1])
+        elif piece:
+            head, _, rest = piece.lstrip(".").partition(".")
+            parts.append(head)
+            if rest:
+                parts.extend(rest.split("."))
+    return parts

@@ -7,9 +7,10 @@ must approve what. Every model forbids unknown keys so a typo is reported, not i
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 """Team, service and environment names: DNS-1123 labels of at most 40 characters."""
@@ -27,25 +28,48 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check(pattern: str, value: str, what: str) -> str:
+    if not re.match(pattern, value):
+        raise ValueError(f"'{value}' is not {what}")
+    return value
+
+
+def channel(value: str | None) -> str | None:
+    """A Slack channel: `#name` or an id like C0123ABC."""
+    if value is None:
+        return None
+    return _check(SLACK_CHANNEL_PATTERN, value, "a channel; write '#name' or a channel id (C…)")
+
+
+def usergroup(value: str | None) -> str | None:
+    """A Slack user group id (S…), as usergroups.list shows it."""
+    if value is None:
+        return None
+    return _check(SLACK_USERGROUP_PATTERN, value, "a Slack user group id; write its id (S…)")
+
+
+def people(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Slack user ids or e-mail addresses."""
+    for value in values:
+        if not re.match(SLACK_USER_PATTERN, value):
+            raise ValueError(
+                f"member '{value}' is neither a Slack user id (U…) nor an e-mail address"
+            )
+    return values
+
+
+Channel = Annotated[str, AfterValidator(channel)]
+UserGroup = Annotated[str, AfterValidator(usergroup)]
+People = Annotated[tuple[str, ...], AfterValidator(people)]
+
+
 class Team(_Strict):
     """A team: where it talks, and who is in it (listed members and/or a Slack user group)."""
 
-    slack_channel: str = Field(pattern=SLACK_CHANNEL_PATTERN)
-    slack_usergroup: str | None = Field(default=None, pattern=SLACK_USERGROUP_PATTERN)
-    members: tuple[str, ...] = ()
+    slack_channel: Channel
+    slack_usergroup: UserGroup | None = None
+    members: People = ()
     description: str = ""
-
-    @field_validator("members")
-    @classmethod
-    def _members_look_like_users(cls, members: tuple[str, ...]) -> tuple[str, ...]:
-        import re
-
-        for member in members:
-            if not re.match(SLACK_USER_PATTERN, member):
-                raise ValueError(
-                    f"member {member!r} is neither a Slack user id (U…) nor an e-mail address"
-                )
-        return members
 
 
 class Environment(_Strict):
@@ -63,7 +87,7 @@ class Service(_Strict):
     owner: str
     environments: tuple[str, ...] = Field(min_length=1)
     description: str = ""
-    slack_channel: str | None = Field(default=None, pattern=SLACK_CHANNEL_PATTERN)
+    slack_channel: Channel | None = None
     grafana_dashboard: str | None = None
     runbook: str | None = None
 
@@ -80,7 +104,7 @@ class PolicyMatch(_Strict):
 class Approvers(_Strict):
     """Who may approve: members of these Slack user groups and/or catalog teams."""
 
-    usergroups: tuple[str, ...] = ()
+    usergroups: tuple[UserGroup, ...] = ()
     teams: tuple[str, ...] = ()
 
 
@@ -99,10 +123,10 @@ class ApprovalPolicy(_Strict):
 class PlatformSettings(_Strict):
     """Platform-wide roles and channels."""
 
-    admins: tuple[str, ...] = ()
-    admins_usergroup: str | None = Field(default=None, pattern=SLACK_USERGROUP_PATTERN)
-    audit_channel: str | None = Field(default=None, pattern=SLACK_CHANNEL_PATTERN)
-    fallback_channel: str | None = Field(default=None, pattern=SLACK_CHANNEL_PATTERN)
+    admins: People = ()
+    admins_usergroup: UserGroup | None = None
+    audit_channel: Channel | None = None
+    fallback_channel: Channel | None = None
     grafana_default_dashboard: str | None = None
 
 

@@ -6,6 +6,7 @@ To add a command, add a module here defining one `Command` subclass (see
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -28,3 +29,9 @@ def discover() -> CommandRegistry:
             ):
                 found.append(cls())
     return CommandRegistry(found)
+
+
+@functools.cache
+def registry() -> CommandRegistry:
+    """The commands of this package, discovered once."""
+    return discover()

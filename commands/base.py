@@ -10,40 +10,22 @@ from __future__ import annotations
 import inspect
 import shlex
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import ClassVar
 
-from bot.domain import (
-    AuditLog,
-    Directory,
-    Reply,
-    RunSubmitter,
-    SlackChannelId,
-    SlackTeamId,
-    SlackUserId,
-    UsageError,
-)
-from catalog import Catalog
+from bot.domain import Reply, UsageError
+from bot.mrkdwn import code
+from bot.ports import Context
 from catalog.load import did_you_mean
+
+_SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+"""Slack clients turn quotes into curly ones; read them as the straight quotes typed."""
 
 MAX_TEXT = 2000
 """Longest command text we read; anything longer is refused with a clear message."""
 
 
-@dataclass(frozen=True)
-class CommandContext:
-    """Who typed the command, where, and the ports a command may use."""
-
-    user: SlackUserId
-    channel: SlackChannelId
-    team: SlackTeamId
-    request_key: str
-    """Unique per Slack request (the trigger id): the idempotency key of Runs it starts."""
-    catalog: Catalog
-    directory: Directory
-    audit: AuditLog
-    runs: RunSubmitter
-    commands: CommandRegistry
+CommandContext = Context
+"""A command's context is the one every feature gets (see bot.ports)."""
 
 
 class Arguments:
@@ -57,7 +39,7 @@ class Arguments:
         """The next positional argument; a UsageError naming it when missing."""
         word = self.optional()
         if word is None:
-            raise UsageError(f"Missing <{name}>.", usage=self.usage)
+            raise UsageError(f"Missing &lt;{name}&gt;.", usage=self.usage)
         return word
 
     def optional(self) -> str | None:
@@ -84,8 +66,6 @@ class Arguments:
     def done(self) -> None:
         """Refuse anything not consumed, so typos never pass silently."""
         if self._words:
-            from bot.mrkdwn import code
-
             extra = " ".join(code(w[:40]) for w in self._words[:5])
             raise UsageError(f"Unexpected {extra}.", usage=self.usage)
 
@@ -130,8 +110,10 @@ class CommandRegistry:
                 f"{MAX_TEXT:,}. Type `/platform help` to see what they look like."
             )
         try:
-            words = shlex.split(text.replace("\u201c", '"').replace("\u201d", '"'))
-        except ValueError:
+            words = shlex.split(text.translate(_SMART_QUOTES))
+        except ValueError as exc:
+            if "escaped" in str(exc):
+                raise UsageError("A `\\` at the end escapes nothing; remove it.") from None
             raise UsageError(
                 "A quote is not closed. Put quotes around a value with spaces, "
                 'like `--reason "disk full"`.'
@@ -139,10 +121,10 @@ class CommandRegistry:
         if not words:
             words = ["help"]
         name = words[0].lower()
+        if not name:
+            raise UsageError("Type a command after `/platform`; `/platform help` lists them.")
         command = self.by_name.get(name)
         if command is None:
-            from bot.mrkdwn import code
-
             hint = did_you_mean(name, self.by_name).replace("'", "`") or "."
             raise UsageError(
                 f"There is no command {code(name[:40])}{hint} Type `/platform help` for the list."

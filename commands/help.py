@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import commands
 from bot.domain import Reply, UsageError
-from bot.mrkdwn import code
+from bot.mrkdwn import code, escape
 from catalog.load import did_you_mean
 from commands.base import Arguments, Command, CommandContext
 
@@ -21,11 +22,11 @@ class Help(Command):
     async def run(self, ctx: CommandContext, args: Arguments) -> Reply:
         wanted = args.optional()
         args.done()
-        registry = ctx.commands.by_name
+        registry = commands.registry().by_name
         if wanted is None:
-            lines = [f"`{c.full_usage()}`\n    {c.summary()}" for c in registry.values()]
+            lines = [f"`{escape(c.full_usage())}`\n    {c.summary()}" for c in registry.values()]
             text = "*Things you can do with /platform*\n" + "\n".join(lines)
-            text += "\nType `/platform help <command>` for more about one."
+            text += "\nType `/platform help &lt;command&gt;` for more about one."
             return Reply(text=text)
         command = registry.get(wanted.lower())
         if command is None:
@@ -33,4 +34,4 @@ class Help(Command):
             raise UsageError(
                 f"There is no command {code(wanted[:40])}{hint} Type `/platform help` for the list."
             )
-        return Reply(text=f"*`{command.full_usage()}`*\n{command.help_text()}")
+        return Reply(text=f"*`{escape(command.full_usage())}`*\n{escape(command.help_text())}")

@@ -26,6 +26,8 @@ class WhoAmI(Command):
             services = [s for t in me.teams for s in ctx.catalog.services_of(t)]
             if services:
                 lines.append("*Services you own:* " + ", ".join(f"`{s}`" for s in services))
+        elif me.platform_admin:
+            lines.append("*Teams:* none (as a platform admin you need none).")
         else:
             lines.append(
                 "*Teams:* none. Ask a platform admin to add you to your team in platform.yml "
@@ -33,17 +35,23 @@ class WhoAmI(Command):
             )
         roles = ["platform admin"] if me.platform_admin else []
         roles += [f"member of {t}" for t in me.teams]
-        approves = approver_policies(ctx, me.teams)
+        approves = await approver_policies(ctx, me.teams)
         if approves:
             roles.append("approver for " + ", ".join(f"`{p}`" for p in approves))
         lines.append("*Roles:* " + (", ".join(roles) if roles else "developer (no special roles)"))
         return Reply(text="\n".join(lines))
 
 
-def approver_policies(ctx: CommandContext, teams: tuple[str, ...]) -> list[str]:
-    """Approval policies in which one of these teams may approve."""
-    return [
-        policy.name
-        for policy in ctx.catalog.model.approval_policies
-        if set(policy.approvers.teams) & set(teams)
-    ]
+async def approver_policies(ctx: CommandContext, teams: tuple[str, ...]) -> list[str]:
+    """Approval policies in which the user may approve: through a team or a user group."""
+    names = []
+    for policy in ctx.catalog.model.approval_policies:
+        by_team = bool(set(policy.approvers.teams) & set(teams))
+        by_group = False
+        for group in policy.approvers.usergroups:
+            if by_team or by_group:
+                break
+            by_group = ctx.user in await ctx.directory.usergroup_members(group)
+        if by_team or by_group:
+            names.append(policy.name)
+    return names

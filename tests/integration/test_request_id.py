@@ -43,7 +43,8 @@ async def test_request_id_follows_the_run(database_url: str) -> None:
             token = request_id.set("req-abc123")
             try:
                 submitted = await stack.bot.engine.submit(
-                    Note(service="checkout"), requested_by=SlackUserId("U01ALICE"),
+                    Note(service="checkout"),
+                    requested_by=SlackUserId("U01ALICE"),
                     idempotency_key="note-1",
                 )
             finally:

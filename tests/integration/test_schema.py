@@ -24,8 +24,14 @@ def test_migrations_match_the_models(database_url: str) -> None:
         assert current_revision(engine) == head_revision()
         upgrade(engine)  # a second upgrade is a no-op
         assert set(inspect(engine).get_table_names()) >= {
-            "runs", "run_steps", "approvals", "approval_votes", "audit_events",
-            "slack_outbox", "slack_messages", "processed_requests",
+            "runs",
+            "run_steps",
+            "approvals",
+            "approval_votes",
+            "audit_events",
+            "slack_outbox",
+            "slack_messages",
+            "processed_requests",
         }
     finally:
         engine.dispose()

@@ -1,0 +1,30 @@
+"""Buttons on a Run's progress message: Retry picks a failed Run up where it stopped."""
+
+from __future__ import annotations
+
+from bot.domain import Click, Reply, RunId
+from bot.ports import Button, Context
+from catalog import membership_of
+
+
+class RetryRun(Button):
+    """Retry a failed Run: the requester or a platform admin may; done steps are skipped."""
+
+    action_id = "run.retry"
+
+    async def click(self, ctx: Context, click: Click) -> Reply | None:
+        run_id = RunId(click.value[:64])
+        requester = await ctx.ports.run_control.requested_by(run_id)
+        if requester is None:
+            return Reply(text="That Run no longer exists; nothing was retried.")
+        if requester != click.user:
+            email = await ctx.directory.email_of(click.user)
+            me = await membership_of(ctx.catalog, ctx.directory, click.user, email=email)
+            if not me.platform_admin:
+                return Reply(
+                    text=f"Only <@{requester}>, who asked for this Run, or a platform admin "
+                    "may retry it."
+                )
+        if not await ctx.ports.run_control.retry(run_id, by=click.user):
+            return Reply(text="This Run is not failed (any more), so there is nothing to retry.")
+        return None

@@ -1,0 +1,206 @@
+"""In-memory fakes of the ports in `bot.domain`, and a CommandContext built on them.
+
+They are small honest stand-ins of the Protocols (DESIGN.md, "ports and fakes"): a
+Directory that knows a few user groups and e-mail addresses, an AuditLog kept in a
+list, a RunSubmitter that records what it was asked and is idempotent on its key.
+The default people mirror the sandbox workspace (bot/sandbox.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapters import Adapters
+from bot.domain import (
+    Action,
+    AuditEntry,
+    RunId,
+    ServiceName,
+    SlackChannelId,
+    SlackTeamId,
+    SlackUserId,
+    SubmittedRun,
+)
+from bot.ports import Ports
+from catalog import Catalog
+from catalog.load import load_platform_model
+from commands.base import CommandContext
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_CONFIG = REPO_ROOT / "bot" / "sample" / "platform.yml"
+
+ALICE, BOB, CAROL, DAVE, ERIN = (
+    SlackUserId(u) for u in ("U01ALICE", "U02BOB", "U03CAROL", "U04DAVE", "U05ERIN")
+)
+
+SAMPLE_USERGROUPS: dict[str, set[str]] = {
+    "S01PAYMENTS": {ALICE},
+    "S02SRE": {BOB},
+    "S03PLATFORM": {DAVE},
+}
+SAMPLE_EMAILS: dict[str, str] = {
+    ALICE: "alice@example.com",
+    BOB: "bob@example.com",
+    CAROL: "carol@example.com",
+    DAVE: "dave@example.com",
+    ERIN: "erin@example.com",
+}
+
+
+class FakeDirectory:
+    """`Directory` over two dicts: user group id -> user ids, and user id -> e-mail."""
+
+    def __init__(
+        self,
+        usergroups: Mapping[str, Iterable[str]] | None = None,
+        emails: Mapping[str, str] | None = None,
+    ) -> None:
+        self.usergroups = {g: set(users) for g, users in (usergroups or {}).items()}
+        self.emails = dict(emails or {})
+        self.asked_groups: list[str] = []
+
+    async def usergroup_members(self, usergroup_id: str) -> frozenset[SlackUserId]:
+        # Slack answers `no_such_subteam` for an unknown group; SlackDirectory maps it to empty.
+        self.asked_groups.append(usergroup_id)
+        return frozenset(SlackUserId(u) for u in self.usergroups.get(usergroup_id, ()))
+
+    async def email_of(self, user: SlackUserId) -> str | None:
+        return self.emails.get(user)
+
+
+class FakeAuditLog:
+    """`AuditLog` in a list: appended in order, read newest first, filtered by service."""
+
+    def __init__(self, entries: Iterable[AuditEntry] = ()) -> None:
+        self.entries: list[AuditEntry] = list(entries)
+        """Oldest first, as recorded."""
+
+    async def record(self, entry: AuditEntry) -> None:
+        self.entries.append(entry)
+
+    async def recent(
+        self, *, service: ServiceName | None = None, limit: int = 20
+    ) -> list[AuditEntry]:
+        newest_first = reversed(self.entries)
+        matching = [e for e in newest_first if service is None or e.service == service]
+        return matching[:limit]
+
+
+@dataclass(frozen=True)
+class SubmittedAction:
+    """One call of `FakeRuns.submit`, as it was asked."""
+
+    action: Action
+    requested_by: SlackUserId
+    idempotency_key: str
+    reply_channel: SlackChannelId | None
+
+
+class FakeRuns:
+    """`RunSubmitter` that records submissions; a repeated key returns the first Run."""
+
+    def __init__(self) -> None:
+        self.submissions: list[SubmittedAction] = []
+        """Every call, including repeats."""
+        self.runs: dict[str, tuple[RunId, SubmittedAction]] = {}
+        """The Runs that exist, by idempotency key."""
+
+    async def submit(
+        self,
+        action: Action,
+        *,
+        requested_by: SlackUserId,
+        idempotency_key: str,
+        reply_channel: SlackChannelId | None = None,
+    ) -> SubmittedRun:
+        submission = SubmittedAction(action, requested_by, idempotency_key, reply_channel)
+        self.submissions.append(submission)
+        existing = self.runs.get(idempotency_key)
+        if existing is not None:
+            return SubmittedRun(existing[0], created=False)
+        run_id = RunId(f"run-{len(self.runs) + 1}")
+        self.runs[idempotency_key] = (run_id, submission)
+        return SubmittedRun(run_id, created=True)
+
+
+@functools.cache
+def sample_catalog() -> Catalog:
+    """The catalog of bot/sample/platform.yml (read once; Catalog is immutable)."""
+    return Catalog(load_platform_model(SAMPLE_CONFIG))
+
+
+def sample_directory() -> FakeDirectory:
+    """The sandbox workspace's user groups and e-mail addresses."""
+    return FakeDirectory(SAMPLE_USERGROUPS, SAMPLE_EMAILS)
+
+
+class FakeMessenger:
+    """Records what would be posted."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, str]] = []
+
+    async def post(
+        self, channel: str, *, text: str, blocks: Any = (), key: Any = None, thread_key: Any = None
+    ) -> None:
+        self.posts.append((channel, text))
+
+    async def update(self, key: str, *, text: str, blocks: Any = ()) -> None:
+        self.posts.append((key, text))
+
+    async def ephemeral(self, channel: str, user: Any, *, text: str, blocks: Any = ()) -> None:
+        self.posts.append((channel, text))
+
+
+class FakeModals:
+    def __init__(self) -> None:
+        self.opened: list[dict[str, Any]] = []
+
+    async def open(self, trigger_id: str, view: dict[str, Any]) -> str:
+        self.opened.append(view)
+        return f"V{len(self.opened)}"
+
+    async def update(self, view_id: str, view: dict[str, Any]) -> None:
+        self.opened.append(view)
+
+
+class FakeRunControl:
+    async def retry(self, run_id: Any, *, by: Any) -> bool:
+        return False
+
+    async def requested_by(self, run_id: Any) -> Any:
+        return None
+
+
+def make_context(
+    user: str = ALICE,
+    catalog: Catalog | None = None,
+    *,
+    directory: FakeDirectory | None = None,
+    audit: FakeAuditLog | None = None,
+    runs: FakeRuns | None = None,
+    channel: str = "C0PAYMENTS",
+    team: str = "T0SANDBOX",
+    request_key: str = "trigger-1",
+) -> CommandContext:
+    """A Context on the sample catalog and fresh fakes of every port."""
+    return CommandContext(
+        user=SlackUserId(user),
+        channel=SlackChannelId(channel),
+        team=SlackTeamId(team),
+        request_key=request_key,
+        ports=Ports(
+            catalog=catalog if catalog is not None else sample_catalog(),
+            directory=directory if directory is not None else sample_directory(),
+            audit=audit if audit is not None else FakeAuditLog(),
+            runs=runs if runs is not None else FakeRuns(),
+            run_control=FakeRunControl(),
+            messenger=FakeMessenger(),
+            modals=FakeModals(),
+            adapters=Adapters(),
+        ),
+    )
