@@ -14,9 +14,9 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -64,7 +64,7 @@ class PlatformBot:
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     port: int | None = None
     _runner: web.AppRunner | None = None
-    _socket: AsyncSocketModeHandler | None = None
+    _socket: Any = None  # AsyncSocketModeHandler, imported only in Socket Mode
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, *, workers: bool = True) -> None:
@@ -79,11 +79,13 @@ class PlatformBot:
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
         if self.settings.socket_mode:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
             assert self.settings.slack_app_token is not None
             self._socket = AsyncSocketModeHandler(
                 self.bolt, self.settings.slack_app_token.get_secret_value(), web_client=self.client
             )
-            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+            await self._socket.connect_async()
         if workers:
             self._tasks = [
                 asyncio.create_task(self.engine.work(self.stop_event), name="run-worker"),
@@ -105,7 +107,7 @@ class PlatformBot:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         if self._socket is not None:
-            await self._socket.close_async()  # type: ignore[no-untyped-call]
+            await self._socket.close_async()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.deliverer.close()

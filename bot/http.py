@@ -9,8 +9,8 @@ GET  /metrics        Prometheus metrics
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -33,7 +33,7 @@ def build_web_app(*, bolt: AsyncApp | None, db: Database, metrics: Metrics) -> w
 
     async def slack_events(request: web.Request) -> web.Response:
         started = time.perf_counter()
-        token = request_id.set(uuid.uuid4().hex[:12])
+        token = request_id.set(os.urandom(6).hex())
         try:
             assert bolt is not None
             body = await request.text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import commands
 from bot.domain import Reply, UsageError
 from bot.mrkdwn import code, escape
@@ -24,10 +26,7 @@ class Help(Command):
         args.done()
         registry = commands.registry().by_name
         if wanted is None:
-            lines = [f"`{escape(c.full_usage())}`\n    {c.summary()}" for c in registry.values()]
-            text = "*Things you can do with /platform*\n" + "\n".join(lines)
-            text += "\nType `/platform help &lt;command&gt;` for more about one."
-            return Reply(text=text)
+            return Reply(text=overview())
         command = registry.get(wanted.lower())
         if command is None:
             hint = did_you_mean(wanted.lower(), registry).replace("'", "`") or "."
@@ -35,3 +34,14 @@ class Help(Command):
                 f"There is no command {code(wanted[:40])}{hint} Type `/platform help` for the list."
             )
         return Reply(text=f"*`{escape(command.full_usage())}`*\n{escape(command.help_text())}")
+
+
+@functools.cache
+def overview() -> str:
+    """The list of commands; rendered once, since commands do not change at run time."""
+    lines = [
+        f"`{escape(c.full_usage())}`\n    {c.summary()}"
+        for c in commands.registry().by_name.values()
+    ]
+    text = "*Things you can do with /platform*\n" + "\n".join(lines)
+    return text + "\nType `/platform help &lt;command&gt;` for more about one."
