@@ -258,6 +258,9 @@ class RunEngine:
             for position, step in enumerate(steps):
                 if step.name in outputs:
                     continue
+                if not await self.db.run(lambda s: self._still_mine(s, run_id)):
+                    log.warning("lost the claim on a run; stopping", extra={"run_id": run_id})
+                    return
                 context = StepContext(
                     run_id=run_id,
                     action=action,
@@ -303,6 +306,13 @@ class RunEngine:
             lambda s: self._finished(s, row, context.action, "failed", f"{step.title}: {reason}")
         )
         return None
+
+    def _still_mine(self, session: Session, run_id: str) -> bool:
+        """True while this worker holds the Run (its lease may have lapsed to another)."""
+        owner = session.execute(
+            select(RunRow.claimed_by).where(RunRow.id == run_id, RunRow.state == "running")
+        ).scalar()
+        return bool(owner == self.worker_id)
 
     async def _heartbeat(self, run_id: RunId) -> None:
         """Keep our lease while a step runs; if the database is away, keep trying."""
@@ -364,11 +374,16 @@ class RunEngine:
     def _finished(
         self, session: Session, row: RunRow, action: Action | None, state: str, error: str | None
     ) -> None:
-        session.execute(
+        finished = session.execute(
             update(RunRow)
-            .where(RunRow.id == row.id)
+            .where(RunRow.id == row.id, RunRow.claimed_by == self.worker_id)
             .values(state=state, error=error, lease_until=None)
         )
+        if not getattr(finished, "rowcount", 0):
+            log.warning(
+                "lost the claim on a run; another worker finishes it", extra={"run_id": row.id}
+            )
+            return
         _audit(
             session,
             SlackUserId(row.requested_by),
