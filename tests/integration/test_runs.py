@@ -280,6 +280,32 @@ async def test_run_cut_short_by_a_crash_is_finished_by_another_worker(
     assert events == ["run.requested", "run.started", "run.succeeded"]
 
 
+async def test_a_worker_that_lost_its_claim_does_not_finish_the_run(
+    db: Database, recorder: Recorder
+) -> None:
+    slow = TouchExecutor(recorder, block_at="touch")
+    engine = make_engine(db, [slow], worker_id="slow")
+    run_id = (await engine.submit(Touch(name="db"), requested_by=ALICE, idempotency_key="k")).run_id
+    stop = asyncio.Event()
+    working = asyncio.create_task(engine.work(stop))
+    await asyncio.wait_for(slow.entered.wait(), timeout=10)
+
+    # Meanwhile its lease lapsed and another worker took the Run over.
+    await db.run(
+        lambda s: s.execute(update(RunRow).where(RunRow.id == run_id).values(claimed_by="heir"))
+    )
+    slow.release.set()
+    await recorder.wait_until(lambda r: (run_id, "touch") in r.executed)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(working, timeout=10)
+
+    row = await run_row(db, run_id)
+    assert (row.state, row.claimed_by) == ("running", "heir")  # left to its new owner
+    assert "finish" not in recorder.steps_of(run_id)
+    assert [a.event for a in await audit_rows(db, run_id)] == ["run.requested", "run.started"]
+
+
 # -- progress in Slack -------------------------------------------------------------------
 
 
