@@ -137,7 +137,9 @@ class SlackFrontDoor:
             user=user,
             team=SlackTeamId(str(self.team_id)),
             action_id=action_id,
-            value=str(action.get("value") or action.get("selected_option", {}).get("value") or ""),
+            value=str(
+                action.get("value") or (action.get("selected_option") or {}).get("value") or ""
+            ),
             channel=channel or None,
             message_ts=(body.get("message") or {}).get("ts")
             or (body.get("container") or {}).get("message_ts"),
