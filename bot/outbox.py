@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -179,7 +179,7 @@ class Outbox:
             payload["body"]["blocks"] = list(blocks)
         session.add(OutboxRow(channel=channel, method="response_url", payload=payload))
 
-    async def submit(self, write: Any) -> None:
+    async def submit(self, write: Callable[[Session, Outbox], None]) -> None:
         """Run `write(session, outbox)` in a transaction and wake the deliverer."""
         await self.db.run(lambda session: write(session, self))
         self.notify()
