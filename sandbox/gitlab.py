@@ -74,6 +74,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from sandbox._server import LoopbackServer
+
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 
@@ -211,8 +213,10 @@ class _Call:
 _Handler = Callable[[_Call], Awaitable[web.Response]]
 
 
-class GitLabStandIn:
+class GitLabStandIn(LoopbackServer):
     """A GitLab REST API v4 over HTTP on loopback; see the module docstring."""
+
+    service = "GitLab stand-in"
 
     def __init__(
         self,
@@ -222,6 +226,7 @@ class GitLabStandIn:
         username: str = "platform-bot",
         user_id: int = 1,
     ) -> None:
+        super().__init__()
         self._token = token
         self._user = {
             "id": user_id,
@@ -247,8 +252,6 @@ class GitLabStandIn:
         self._commit_counter = 0
         self._failures: list[_Failure] = []
         self.requests: list[RecordedRequest] = []
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
         self._routes: list[tuple[str, tuple[str, ...], _Handler]] = [
             ("GET", ("user",), self._get_user),
             ("GET", ("groups",), self._list_groups),
@@ -281,35 +284,13 @@ class GitLabStandIn:
 
     # lifecycle
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve on ``host:port``; port 0 picks a free one."""
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/v4/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._runner = runner
-        self._base_url = f"http://{bound_host}:{bound_port}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> GitLabStandIn:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
         """What the bot uses as GITLAB_URL (python-gitlab appends ``/api/v4``)."""
-        if self._base_url is None:
-            raise RuntimeError("the GitLab stand-in is not started; await start() first")
-        return self._base_url
+        return self.base_url
 
     # what tests read and steer
 

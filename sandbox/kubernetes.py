@@ -112,6 +112,8 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox._server import LoopbackServer
+
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
@@ -494,8 +496,10 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class KubernetesStandIn:
+class KubernetesStandIn(LoopbackServer):
     """The Kubernetes API for a handful of resources, with a deployment controller."""
+
+    service = "Kubernetes stand-in"
 
     def __init__(
         self,
@@ -506,6 +510,7 @@ class KubernetesStandIn:
         time_scale: float = 1.0,
         progress_deadline_seconds: float | None = None,
     ) -> None:
+        super().__init__()
         self.token = token
         self.rollout_seconds = rollout_seconds
         self.failing_images: set[str] = set(failing_images)
@@ -517,45 +522,23 @@ class KubernetesStandIn:
         self._failures: list[_Failure] = []
         self._resource_version = 0
         self._rollouts: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._runner: web.AppRunner | None = None
-        self._url: str | None = None
 
     # lifecycle
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve on ``host:port``; port 0 picks a free one."""
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._runner = runner
-        self._url = f"http://{bound_host}:{bound_port}"
 
-    async def stop(self) -> None:
+    async def before_stop(self) -> None:
         for task in self._rollouts.values():
             task.cancel()
         for task in list(self._rollouts.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._rollouts.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> KubernetesStandIn:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
-        if self._url is None:
-            raise RuntimeError("the Kubernetes stand-in is not started; await start() first")
-        return self._url
+        return self.base_url
 
     # for tests
 

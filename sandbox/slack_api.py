@@ -74,6 +74,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from sandbox._server import LoopbackServer
 from sandbox.slack_socket import SocketModeHub
 
 MESSAGE_MAX_BLOCKS = 50
@@ -643,8 +644,10 @@ class _Checker:
 _Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class SlackStandIn:
+class SlackStandIn(LoopbackServer):
     """Slack's Web API, response_urls and Socket Mode for one workspace, on loopback."""
+
+    service = "Slack stand-in"
 
     def __init__(
         self,
@@ -655,6 +658,7 @@ class SlackStandIn:
         trigger_ttl_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.workspace = workspace
         self._rate = channel_rate_per_s
         self._burst = channel_burst
@@ -673,8 +677,6 @@ class SlackStandIn:
         self._ims: dict[str, SlackChannel] = {}
         self._last_ts_us = 0
         self._changed = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
         self._methods: dict[str, _Handler] = {
             "auth.test": self._auth_test,
             "apps.connections.open": self._apps_connections_open,
@@ -694,37 +696,13 @@ class SlackStandIn:
 
     # lifecycle
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve on ``host:port``; port 0 picks a free one."""
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{token}", self._handle_response_url)
         app.router.add_get("/socket-mode", self.socket.handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._runner = runner
-        self._base_url = f"http://{bound_host}:{bound_port}"
 
-    async def stop(self) -> None:
+    async def before_stop(self) -> None:
         await self.socket.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> SlackStandIn:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("the Slack stand-in is not started; await start() first")
-        return self._base_url
 
     @property
     def api_url(self) -> str:
