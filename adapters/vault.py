@@ -17,11 +17,14 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions
+
+from adapters.protocols import AdapterError, SecretStore, ServiceSecrets
+
+__all__ = ["SecretStore", "ServiceSecrets", "VaultError", "VaultSecretStore"]
 
 log = logging.getLogger(__name__)
 
@@ -38,60 +41,11 @@ PLACEHOLDER: dict[str, str] = {"_created_by": "platform-bot"}
 """What a new KV path holds until the team writes real secrets: no secret, a marker."""
 
 
-class VaultError(Exception):
+class VaultError(AdapterError):
     """A Vault / OpenBao operation failed; the message names what, never a secret."""
 
-
-@dataclass(frozen=True)
-class ServiceSecrets:
-    """What exists in Vault for one service in one environment."""
-
-    path: str
-    kv_exists: bool
-    policy_exists: bool
-    role_exists: bool
-
-
-class SecretStore(Protocol):
-    """The Vault operations the golden path needs; all idempotent."""
-
-    async def ensure_kv_path(self, team: str, service: str, env: str) -> str:
-        """Create `<team>/<service>/<env>` with a placeholder if missing; return the path."""
-        ...
-
-    async def ensure_policy(self, name: str, paths: list[str]) -> bool:
-        """Make the ACL policy grant exactly `paths`; True if created or changed."""
-        ...
-
-    async def ensure_kubernetes_auth(
-        self, host: str, *, ca_cert: str | None = None, disable_local_ca_jwt: bool = False
-    ) -> bool:
-        """Enable and configure Kubernetes auth; True if anything changed."""
-        ...
-
-    async def ensure_kubernetes_role(
-        self,
-        name: str,
-        *,
-        service_account: str,
-        namespace: str,
-        policies: list[str],
-        ttl: str = "1h",
-    ) -> bool:
-        """Bind a role to a service account and namespace; True if created or changed."""
-        ...
-
-    async def describe(
-        self, team: str, service: str, env: str, *, policy: str, role: str
-    ) -> ServiceSecrets:
-        """What exists for this service and environment."""
-        ...
-
-    async def delete_service(
-        self, team: str, service: str, env: str, *, policy: str, role: str
-    ) -> None:
-        """Remove the KV path (all versions), the policy and the role; missing is fine."""
-        ...
+    def __init__(self, message: str) -> None:
+        super().__init__("Vault", message)
 
 
 def kv_path(team: str, service: str, env: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from adapters import Adapters
 from bot.audit import DatabaseAuditLog
+from bot.changes import ChangeGate
 from bot.db import Database, DatabaseUnavailable
 from bot.directory import SlackDirectory
 from bot.domain import Directory, Executor
@@ -34,6 +35,7 @@ from bot.migrate import current_revision, head_revision, upgrade
 from bot.outbox import Deliverer, Outbox
 from bot.plugins import discover as discover_features
 from bot.ports import Ports
+from bot.registry import DatabaseServiceRegistry
 from bot.runs import RunEngine
 from bot.settings import Settings
 from bot.slack_app import SlackFrontDoor, build_bolt_app
@@ -41,6 +43,8 @@ from catalog import Catalog
 from catalog.load import load_platform_model
 
 log = logging.getLogger(__name__)
+
+CATALOG_REFRESH_SECONDS = 30.0
 
 
 class StartupError(Exception):
@@ -61,6 +65,8 @@ class PlatformBot:
     web_app: web.Application
     metrics: Metrics
     client: AsyncWebClient
+    registry: DatabaseServiceRegistry
+    ports: Ports
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     port: int | None = None
     _runner: web.AppRunner | None = None
@@ -71,6 +77,7 @@ class PlatformBot:
         """Learn our workspace, open the HTTP port (and Socket Mode), start the workers."""
         if self.door.team_id is None:
             self.door.team_id = await _our_team_id(self.client)
+        await self.registry.refresh()
         self._runner = web.AppRunner(self.web_app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -90,6 +97,7 @@ class PlatformBot:
             self._tasks = [
                 asyncio.create_task(self.engine.work(self.stop_event), name="run-worker"),
                 asyncio.create_task(self.deliverer.run(self.stop_event), name="outbox"),
+                asyncio.create_task(self._refresh_catalog(), name="catalog-refresh"),
             ]
         log.info(
             "platform-bot started",
@@ -99,6 +107,15 @@ class PlatformBot:
                 "database": _safe_url(self.db.url),
             },
         )
+
+    async def _refresh_catalog(self) -> None:
+        """Learn of services other replicas registered (new-service), every 30 s."""
+        while not self.stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), timeout=CATALOG_REFRESH_SECONDS)
+            if not self.stop_event.is_set():
+                with contextlib.suppress(DatabaseUnavailable):
+                    await self.registry.refresh()
 
     async def stop(self) -> None:
         self.stop_event.set()
@@ -151,6 +168,7 @@ def build_app(
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     outbox = Outbox(db)
     engine = RunEngine(db, outbox, metrics, (), worker_id=worker_id, lease=run_lease)
+    registry = DatabaseServiceRegistry(db, catalog)
     ports = Ports(
         catalog=catalog,
         directory=directory or SlackDirectory(client),
@@ -159,7 +177,9 @@ def build_app(
         run_control=engine,
         messenger=OutboxMessenger(outbox),
         modals=SlackModals(client),
-        adapters=adapters or Adapters(),
+        adapters=adapters if adapters is not None else build_adapters(settings),
+        changes=ChangeGate(engine),
+        services=registry,
     )
     features = discover_features()
     engine.register([*features.executors(ports), *executors])
@@ -189,7 +209,21 @@ def build_app(
         web_app=build_web_app(bolt=None if settings.socket_mode else bolt, db=db, metrics=metrics),
         metrics=metrics,
         client=client,
+        registry=registry,
+        ports=ports,
     )
+
+
+def build_adapters(settings: Settings) -> Adapters:
+    """The real adapters for every external system the settings configure."""
+    found: dict[str, Any] = {}
+    if settings.vault_addr and settings.vault_token:
+        from adapters.vault import VaultSecretStore
+
+        found["vault"] = VaultSecretStore(
+            str(settings.vault_addr), settings.vault_token.get_secret_value()
+        )
+    return Adapters(**found)
 
 
 def open_database(url: str, *, auto_upgrade: bool | None = None) -> Database:

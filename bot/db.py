@@ -61,6 +61,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+ACTIVE_LOCK_WHERE = "lock_key IS NOT NULL AND state IN ('waiting_approval', 'pending', 'running')"
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UTCDateTime()}
 
@@ -88,8 +91,20 @@ class RunRow(Base):
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    environment: Mapped[str | None] = mapped_column(String(80))
+    lock_key: Mapped[str | None] = mapped_column(String(200))
+    """Runs sharing a lock key never overlap while waiting, pending or running."""
 
-    __table_args__ = (Index("ix_runs_state_created", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_state_created", "state", "created_at"),
+        Index(
+            "uq_runs_active_lock",
+            "lock_key",
+            unique=True,
+            postgresql_where=text(ACTIVE_LOCK_WHERE),
+            sqlite_where=text(ACTIVE_LOCK_WHERE),
+        ),
+    )
 
 
 class RunStepRow(Base):
@@ -106,8 +121,21 @@ class RunStepRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    detail: Mapped[str | None] = mapped_column(Text)
+    """Live detail a running step reports (e.g. replicas updated / ready)."""
 
     __table_args__ = (UniqueConstraint("run_id", "name", name="uq_run_steps_run_name"),)
+
+
+class RegisteredServiceRow(Base):
+    """A service added at run time (new-service); merged into the catalog on start-up."""
+
+    __tablename__ = "catalog_services"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    definition: Mapped[dict[str, Any]]
+    registered_by: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApprovalRow(Base):

@@ -59,6 +59,16 @@ class Action(BaseModel):
         value = getattr(self, "env", None)
         return EnvironmentName(value) if isinstance(value, str) else None
 
+    def lock_key(self) -> str | None:
+        """Runs with the same lock key never overlap (e.g. `checkout/prod` for deploys and
+        rollbacks); a second one is refused while the first waits or runs. None: no lock."""
+        return None
+
+    def change_lines(self) -> list[str]:
+        """What exactly will change, one mrkdwn line each, for approval cards and progress
+        (e.g. `image: registry/checkout:1.4.2 -> 1.4.1 (revision 7 -> 8)`)."""
+        return [self.summary()]
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -138,15 +148,24 @@ class RunSubmitter(Protocol):
     ) -> SubmittedRun: ...
 
 
+async def _no_report(detail: str) -> None:
+    return None
+
+
 @dataclass
 class StepContext:
-    """What a step sees: its Run, the Action, and what earlier steps returned."""
+    """What a step sees: its Run, the Action, and what earlier steps returned.
+
+    `report(detail)` shows a line of live detail under the running step in the progress
+    message (e.g. `3/4 replicas updated, 2 ready`); updates are coalesced by the outbox.
+    """
 
     run_id: RunId
     action: Action
     requested_by: SlackUserId
     outputs: dict[str, dict[str, Any]]
     attempt: int
+    report: Callable[[str], Awaitable[None]] = _no_report
 
 
 StepFunction = Callable[[StepContext], Awaitable[dict[str, Any] | None]]
@@ -165,11 +184,79 @@ class Step:
 
 
 class Executor(Protocol):
-    """Turns an Action into the steps that carry it out (with adapters bound in)."""
+    """Turns an Action into the steps that carry it out (with adapters bound in).
+
+    Optional extras an executor may define (the Run engine looks for them):
+    - `async def stale_reason(self, action) -> str | None`: why the Action no longer
+      matches the live system (prod moved since it was planned); checked before an
+      approved Run starts and on every approval click.
+    - `def failure_buttons(self, action) -> list[tuple[str, str]]`: extra
+      (action_id, label) buttons on a failed Run's progress message, valued the Run id.
+    """
 
     action_type: type[Action]
 
     def steps(self, action: Action) -> Sequence[Step]: ...
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What `Changes.propose` answers: the Run, and whether it waits for approval."""
+
+    run_id: RunId
+    created: bool
+    """False when this request (same idempotency key) was already proposed."""
+    approval_id: str | None = None
+    """Set when the Run waits for approval; the approval card carries this id only."""
+    rule: str | None = None
+    """The approval policy that applies, or `risk: high` default, or None."""
+    expires_at: datetime | None = None
+    break_glass: bool = False
+
+
+class ChangeRefused(Exception):
+    """A change that may not even be asked for (locked, reason missing, no right to break
+    glass); the message is for the requester, already escaped mrkdwn."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Changes(Protocol):
+    """The one door for every change: policy decides whether it runs now or waits for
+    approval; either way it becomes a durable Run (idempotent on `idempotency_key`)."""
+
+    async def propose(
+        self,
+        action: Action,
+        *,
+        requested_by: SlackUserId,
+        idempotency_key: str,
+        reply_channel: SlackChannelId | None = None,
+        announce_channel: str | None = None,
+        reason: str | None = None,
+        break_glass: bool = False,
+    ) -> Proposal:
+        """`announce_channel` also gets the progress message (e.g. the service's channel).
+        Raises ChangeRefused with a message for the requester."""
+        ...
+
+
+class ServiceRegistry(Protocol):
+    """Services added at run time (by new-service), kept in the database and merged into
+    the catalog on every replica."""
+
+    async def register(
+        self, name: ServiceName, definition: dict[str, Any], *, by: SlackUserId
+    ) -> bool:
+        """Add (or replace) the service; True if it was new. `definition` is a catalog
+        Service (owner, environments, ...)."""
+        ...
+
+    async def unregister(self, name: ServiceName, *, by: SlackUserId) -> bool:
+        """Remove a registered service (never one from platform.yml); True if it existed."""
+        ...
 
 
 @dataclass(frozen=True)

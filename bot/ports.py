@@ -14,6 +14,7 @@ from typing import ClassVar
 from adapters import Adapters
 from bot.domain import (
     AuditLog,
+    Changes,
     Click,
     Directory,
     Messenger,
@@ -21,6 +22,7 @@ from bot.domain import (
     Reply,
     RunControl,
     RunSubmitter,
+    ServiceRegistry,
     SlackChannelId,
     SlackTeamId,
     SlackUserId,
@@ -41,6 +43,10 @@ class Ports:
     messenger: Messenger
     modals: Modals
     adapters: Adapters
+    changes: Changes
+    """The door for every change: approval policy, then a durable Run."""
+    services: ServiceRegistry
+    """Services registered at run time (new-service)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,14 @@ class Context:
     @property
     def runs(self) -> RunSubmitter:
         return self.ports.runs
+
+    @property
+    def changes(self) -> Changes:
+        return self.ports.changes
+
+    @property
+    def adapters(self) -> Adapters:
+        return self.ports.adapters
 
 
 class Button(ABC):

@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.db import AuditRow, Database, DatabaseUnavailable, RunRow, RunStepRow, new_id, utcnow
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("pending", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
+LOCKING_STATES = ("waiting_approval", *ACTIVE_STATES)
 GAUGE_INTERVAL = 10.0
 """Seconds between counts of Runs by state for the metrics gauge."""
 STEP_ICONS = {"pending": "○", "running": "◔", "done": "✓", "failed": "✗", "skipped": "–"}
@@ -58,6 +60,14 @@ class StepFailed(Exception):
     """Raised by a step to fail with a message meant for people (no stack trace shown)."""
 
 
+class RunLocked(Exception):
+    """Another Run holds the Action's lock key; says which, by whom and since when."""
+
+    def __init__(self, *, kind: str, requested_by: str, since: datetime, state: str) -> None:
+        self.kind, self.requested_by, self.since, self.state = kind, requested_by, since, state
+        super().__init__(f"{kind} by {requested_by} since {since:%H:%M} UTC ({state})")
+
+
 @dataclass(frozen=True)
 class RunView:
     """A Run and its steps as they are now, for rendering and tests."""
@@ -68,7 +78,10 @@ class RunView:
     summary: str
     requested_by: str
     error: str | None
-    steps: list[tuple[str, str, str | None]]  # (title, state, error)
+    steps: list[tuple[str, str, str | None]]  # (title, state, error or live detail)
+    flags: dict[str, Any] = field(default_factory=dict)
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+    """Extra (action_id, label) buttons the executor offers on failure."""
 
 
 class RunEngine:
@@ -110,7 +123,11 @@ class RunEngine:
         state: str = "pending",
         flags: dict[str, Any] | None = None,
     ) -> SubmittedRun:
-        """Store a Run for `action` unless one with this key exists; wake a worker."""
+        """Store a Run for `action` unless one with this key exists; wake a worker.
+
+        `state` is "pending" to run now or "waiting_approval" to wait for `release`.
+        RunLocked when another active Run holds the Action's lock key.
+        """
         if action.kind not in self.executors:
             raise UnknownAction(action.kind)
         values = {
@@ -120,6 +137,8 @@ class RunEngine:
             "action": action.model_dump(mode="json"),
             "fingerprint": action.fingerprint(),
             "service": action.affected_service(),
+            "environment": action.affected_environment(),
+            "lock_key": action.lock_key(),
             "state": state,
             "requested_by": requested_by,
             "reply_channel": reply_channel,
@@ -150,13 +169,71 @@ class RunEngine:
                 _audit(session, requested_by, "run.requested", run_id, action)
                 for position, step in enumerate(self.executors[action.kind].steps(action)):
                     session.add(RunStepRow(run_id=run_id, position=position, name=step.name))
-                self._show_progress(session, run_id)
+                self.show_progress(session, run_id)
             return SubmittedRun(RunId(run_id), created)
 
-        submitted = await self.db.run(insert)
+        try:
+            submitted = await self.db.run(insert)
+        except IntegrityError:
+            holder = await self.db.run(lambda s: _lock_holder(s, action.lock_key()))
+            if holder is None:  # the holder finished in between: try once more
+                submitted = await self.db.run(insert)
+            else:
+                raise holder from None
         self.wakeup.set()
         self.outbox.notify()
         return submitted
+
+    def release(self, session: Session, run_id: str, *, by: SlackUserId) -> bool:
+        """In the caller's transaction: let a Run waiting for approval run. Conditional,
+        so two approvers racing release it once; False if it was not waiting."""
+        changed = session.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.state == "waiting_approval")
+            .values(state="pending")
+        )
+        if not getattr(changed, "rowcount", 0):
+            return False
+        row = session.get_one(RunRow, run_id)
+        _audit(session, by, "run.approved", run_id, self._action_or_none(row))
+        self.show_progress(session, run_id)
+        self.wakeup.set()
+        return True
+
+    def cancel(self, session: Session, run_id: str, *, by: SlackUserId, reason: str) -> bool:
+        """In the caller's transaction: cancel a Run that waits for approval (rejected,
+        expired or stale). False if it was not waiting."""
+        changed = session.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.state == "waiting_approval")
+            .values(state="cancelled", error=reason)
+        )
+        if not getattr(changed, "rowcount", 0):
+            return False
+        row = session.get_one(RunRow, run_id)
+        _audit(
+            session,
+            by,
+            "run.cancelled",
+            run_id,
+            self._action_or_none(row),
+            detail={"reason": reason},
+        )
+        self.show_progress(session, run_id)
+        return True
+
+    async def stale_reason(self, action: Action) -> str | None:
+        """Why `action` no longer matches the live system, if its executor can tell."""
+        executor = self.executors.get(action.kind)
+        check = getattr(executor, "stale_reason", None)
+        if check is None:
+            return None
+        reason: str | None = await check(action)
+        return reason
+
+    def action_of(self, session: Session, run_id: str) -> Action:
+        """The Action a Run carries (UnknownAction if no executor knows its kind)."""
+        return self._action(session.get_one(RunRow, run_id))
 
     async def retry(self, run_id: RunId, *, by: SlackUserId) -> bool:
         """Put a failed Run back in the queue; done steps are skipped. False if not failed."""
@@ -176,7 +253,7 @@ class RunEngine:
             )
             row = session.get_one(RunRow, run_id)
             _audit(session, by, "run.retried", run_id, self._action(row))
-            self._show_progress(session, run_id)
+            self.show_progress(session, run_id)
             return True
 
         requeued = await self.db.run(requeue)
@@ -267,6 +344,7 @@ class RunEngine:
                     requested_by=SlackUserId(row.requested_by),
                     outputs=outputs,
                     attempt=row.attempts,
+                    report=self._reporter(run_id, step.name),
                 )
                 output = await self._execute_step(run_id, position, step, context)
                 if output is None:
@@ -307,6 +385,22 @@ class RunEngine:
         )
         return None
 
+    def _reporter(self, run_id: RunId, step_name: str) -> Callable[[str], Awaitable[None]]:
+        async def report(detail: str) -> None:
+            def save(session: Session) -> None:
+                session.execute(
+                    update(RunStepRow)
+                    .where(RunStepRow.run_id == run_id, RunStepRow.name == step_name)
+                    .values(detail=detail[:500])
+                )
+                self.show_progress(session, run_id)
+
+            with contextlib.suppress(DatabaseUnavailable):
+                await self.db.run(save)
+            self.outbox.notify()
+
+        return report
+
     def _still_mine(self, session: Session, run_id: str) -> bool:
         """True while this worker holds the Run (its lease may have lapsed to another)."""
         owner = session.execute(
@@ -342,7 +436,7 @@ class RunEngine:
         if row.attempts == 1:
             _audit(session, SlackUserId(row.requested_by), "run.started", row.id, action)
         self.metrics.run_transitions.labels(action.kind, "running").inc()
-        self._show_progress(session, row.id)
+        self.show_progress(session, row.id)
 
     def _step_state(
         self,
@@ -369,7 +463,7 @@ class RunEngine:
         )
         if not getattr(changed, "rowcount", 0):  # the plan grew a step since submission
             session.add(RunStepRow(run_id=run_id, position=position, name=step.name, **values))
-        self._show_progress(session, run_id)
+        self.show_progress(session, run_id)
 
     def _finished(
         self, session: Session, row: RunRow, action: Action | None, state: str, error: str | None
@@ -394,29 +488,42 @@ class RunEngine:
         )
         self.metrics.run_transitions.labels(row.action_kind, state).inc()
         log.info("run finished", extra={"run_id": row.id, "state": state, "error": error})
-        self._show_progress(session, row.id)
+        self.show_progress(session, row.id)
 
     # -- showing progress --------------------------------------------------------------
 
-    def _show_progress(self, session: Session, run_id: str) -> None:
+    def show_progress(self, session: Session, run_id: str) -> None:
+        """Post or update the Run's progress message (and its announcement copy)."""
         row = session.get_one(RunRow, run_id)
-        if row.reply_channel is None:
+        announce = (row.flags or {}).get("announce_channel")
+        if row.reply_channel is None and not announce:
             return
         session.flush()
         view = self._view(session, RunId(run_id))
         text, blocks = render_progress(view)
-        self.outbox.enqueue_post_or_update(
-            session, row.reply_channel, f"run:{run_id}", text=text, blocks=blocks
-        )
+        if row.reply_channel is not None:
+            self.outbox.enqueue_post_or_update(
+                session, row.reply_channel, f"run:{run_id}", text=text, blocks=blocks
+            )
+        if announce and announce != row.reply_channel:
+            quiet = [b for b in blocks if b.get("type") != "actions"]
+            self.outbox.enqueue_post_or_update(
+                session, announce, f"run:{run_id}:announce", text=text, blocks=quiet
+            )
 
     def _view(self, session: Session, run_id: RunId) -> RunView:
         row = session.get_one(RunRow, run_id)
         steps = session.execute(
             select(RunStepRow).where(RunStepRow.run_id == run_id).order_by(RunStepRow.position)
         ).scalars()
+        buttons: list[tuple[str, str]] = []
         try:
             action: Action | None = self._action(row)
-            titles = {s.name: s.title for s in self.executors[row.action_kind].steps(action)}  # type: ignore[arg-type]
+            executor = self.executors[row.action_kind]
+            titles = {s.name: s.title for s in executor.steps(action)}  # type: ignore[arg-type]
+            offer = getattr(executor, "failure_buttons", None)
+            if offer is not None and row.state == "failed":
+                buttons = list(offer(action))
         except UnknownAction:
             action, titles = None, {}
         return RunView(
@@ -426,8 +533,23 @@ class RunEngine:
             summary=action.summary() if action else row.action_kind,
             requested_by=row.requested_by,
             error=row.error,
-            steps=[(titles.get(s.name, s.name), s.state, s.error) for s in steps],
+            steps=[
+                (
+                    titles.get(s.name, s.name),
+                    s.state,
+                    s.error or (s.detail if s.state == "running" else None),
+                )
+                for s in steps
+            ],
+            flags=dict(row.flags or {}),
+            buttons=buttons,
         )
+
+    def _action_or_none(self, row: RunRow) -> Action | None:
+        try:
+            return self._action(row)
+        except UnknownAction:
+            return None
 
     def _action(self, row: RunRow) -> Action:
         executor = self.executors.get(row.action_kind)
@@ -455,6 +577,8 @@ def render_progress(view: RunView) -> tuple[str, list[dict[str, Any]]]:
             line += f": {escape(error)}"
         lines.append(line)
     text = f"*{headline}*: {escape(view.summary)} (requested by <@{view.requested_by}>)"
+    if view.flags.get("break_glass"):
+        text += " :rotating_light: *break-glass*, without approval"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
     ]
@@ -467,6 +591,7 @@ def render_progress(view: RunView) -> tuple[str, list[dict[str, Any]]]:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(view.error)[:2000]}]}
         )
     if view.state == "failed":
+        buttons = [("run.retry", "Retry"), *view.buttons]
         blocks.append(
             {
                 "type": "actions",
@@ -474,10 +599,11 @@ def render_progress(view: RunView) -> tuple[str, list[dict[str, Any]]]:
                 "elements": [
                     {
                         "type": "button",
-                        "action_id": "run.retry",
-                        "text": {"type": "plain_text", "text": "Retry"},
+                        "action_id": action_id,
+                        "text": {"type": "plain_text", "text": label},
                         "value": view.id,
                     }
+                    for action_id, label in buttons
                 ],
             }
         )
@@ -503,6 +629,19 @@ def _audit(
             request_id=request_id.get(),
             detail={"action": action.summary(), **(detail or {})} if action else (detail or {}),
         )
+    )
+
+
+def _lock_holder(session: Session, lock_key: str | None) -> RunLocked | None:
+    if lock_key is None:
+        return None
+    row = session.execute(
+        select(RunRow).where(RunRow.lock_key == lock_key, RunRow.state.in_(LOCKING_STATES))
+    ).scalar()
+    if row is None:
+        return None
+    return RunLocked(
+        kind=row.action_kind, requested_by=row.requested_by, since=row.created_at, state=row.state
     )
 
 

@@ -61,6 +61,32 @@ class Catalog:
     def environments_of(self, name: str) -> list[EnvironmentName]:
         return [EnvironmentName(e) for e in self.service(name).environments]
 
+    def namespace(self, service: str, env: str) -> str:
+        """The Kubernetes namespace of a service in an environment: `<service>-<env>`."""
+        return f"{service}-{env}"
+
+    def argocd_application(self, service: str, env: str) -> str:
+        pattern = self.service(service).argocd_application or f"{service}-{{env}}"
+        return pattern.replace("{env}", env)
+
+    def gitlab_group(self, team: str) -> str:
+        return self.team(team).gitlab_group or team
+
+    def kubernetes_group(self, team: str) -> str:
+        return self.team(team).kubernetes_group or team
+
+    # -- services registered at run time (new-service), merged in by bot.registry ----
+
+    def add_service(self, name: str, service: Service) -> None:
+        """Make a registered service known; its owner and environments must exist."""
+        self.team(service.owner)
+        for env in service.environments:
+            self.environment(env)
+        self.model.services[name] = service
+
+    def remove_service(self, name: str) -> None:
+        self.model.services.pop(name, None)
+
 
 @dataclass(frozen=True)
 class Membership:

@@ -70,6 +70,11 @@ class Team(_Strict):
     slack_usergroup: UserGroup | None = None
     members: People = ()
     description: str = ""
+    gitlab_group: str | None = None
+    """GitLab group for the team's projects; default: the team's name."""
+    kubernetes_group: str | None = None
+    """RBAC group (from the cluster's identity provider) bound in the team's namespaces;
+    default: the team's name."""
 
 
 class Environment(_Strict):
@@ -90,6 +95,10 @@ class Service(_Strict):
     slack_channel: Channel | None = None
     grafana_dashboard: str | None = None
     runbook: str | None = None
+    repository: str | None = None
+    """GitLab project path (group/name); set by new-service."""
+    argocd_application: str | None = None
+    """Argo CD Application name pattern; `{env}` is replaced (default `<service>-{env}`)."""
 
 
 class PolicyMatch(_Strict):

@@ -18,6 +18,8 @@ from adapters import Adapters
 from bot.domain import (
     Action,
     AuditEntry,
+    ChangeRefused,
+    Proposal,
     RunId,
     ServiceName,
     SlackChannelId,
@@ -168,6 +170,56 @@ class FakeModals:
         self.opened.append(view)
 
 
+class FakeChanges:
+    """`Changes` without policy: every proposal becomes a FakeRuns submission at once.
+
+    Set `waiting` to make proposals come back as waiting for approval instead, and
+    `refuse` to a message to make them refused (as a lock or a missing reason would)."""
+
+    def __init__(self, runs: FakeRuns) -> None:
+        self.runs = runs
+        self.proposals: list[dict[str, Any]] = []
+        self.waiting = False
+        self.refuse: str | None = None
+
+    async def propose(self, action: Action, **kwargs: Any) -> Proposal:
+        if self.refuse is not None:
+            raise ChangeRefused(self.refuse)
+        self.proposals.append({"action": action, **kwargs})
+        submitted = await self.runs.submit(
+            action,
+            requested_by=kwargs["requested_by"],
+            idempotency_key=kwargs["idempotency_key"],
+            reply_channel=kwargs.get("reply_channel"),
+        )
+        return Proposal(
+            run_id=submitted.run_id,
+            created=submitted.created,
+            approval_id="approval-1" if self.waiting else None,
+            rule="prod-changes" if self.waiting else None,
+        )
+
+
+class FakeServiceRegistry:
+    """Registers services straight into the catalog it is given."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.registered: dict[str, dict[str, Any]] = {}
+
+    async def register(self, name: Any, definition: dict[str, Any], *, by: Any) -> bool:
+        from catalog.model import Service
+
+        self.catalog.add_service(name, Service.model_validate(definition))
+        new = name not in self.registered
+        self.registered[name] = definition
+        return new
+
+    async def unregister(self, name: Any, *, by: Any) -> bool:
+        self.catalog.remove_service(name)
+        return self.registered.pop(name, None) is not None
+
+
 class FakeRunControl:
     async def retry(self, run_id: Any, *, by: Any) -> bool:
         return False
@@ -183,24 +235,30 @@ def make_context(
     directory: FakeDirectory | None = None,
     audit: FakeAuditLog | None = None,
     runs: FakeRuns | None = None,
+    changes: FakeChanges | None = None,
+    adapters: Adapters | None = None,
     channel: str = "C0PAYMENTS",
     team: str = "T0SANDBOX",
     request_key: str = "trigger-1",
 ) -> CommandContext:
     """A Context on the sample catalog and fresh fakes of every port."""
+    catalog = catalog if catalog is not None else sample_catalog()
+    runs = runs if runs is not None else FakeRuns()
     return CommandContext(
         user=SlackUserId(user),
         channel=SlackChannelId(channel),
         team=SlackTeamId(team),
         request_key=request_key,
         ports=Ports(
-            catalog=catalog if catalog is not None else sample_catalog(),
+            catalog=catalog,
             directory=directory if directory is not None else sample_directory(),
             audit=audit if audit is not None else FakeAuditLog(),
-            runs=runs if runs is not None else FakeRuns(),
+            runs=runs,
             run_control=FakeRunControl(),
             messenger=FakeMessenger(),
             modals=FakeModals(),
-            adapters=Adapters(),
+            adapters=adapters if adapters is not None else Adapters(),
+            changes=changes if changes is not None else FakeChanges(runs),
+            services=FakeServiceRegistry(catalog),
         ),
     )
