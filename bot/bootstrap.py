@@ -17,12 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import make_url
 
 from adapters import Adapters
+from bot.alert_intake import AlertIntake, with_alerts
 from bot.audit import DatabaseAuditLog
 from bot.changes import ChangeGate
 from bot.db import Database, DatabaseUnavailable
@@ -67,6 +69,7 @@ class PlatformBot:
     client: AsyncWebClient
     registry: DatabaseServiceRegistry
     ports: Ports
+    alerts: AlertIntake
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     port: int | None = None
     _runner: web.AppRunner | None = None
@@ -97,7 +100,9 @@ class PlatformBot:
             self._tasks = [
                 asyncio.create_task(self.engine.work(self.stop_event), name="run-worker"),
                 asyncio.create_task(self.deliverer.run(self.stop_event), name="outbox"),
+                asyncio.create_task(self.alerts.work(self.stop_event), name="alert-intake"),
                 asyncio.create_task(self._refresh_catalog(), name="catalog-refresh"),
+                asyncio.create_task(self._sweep_approvals(), name="approval-sweep"),
             ]
         log.info(
             "platform-bot started",
@@ -116,6 +121,11 @@ class PlatformBot:
             if not self.stop_event.is_set():
                 with contextlib.suppress(DatabaseUnavailable):
                     await self.registry.refresh()
+
+    async def _sweep_approvals(self) -> None:
+        """Expire approval requests nobody decided in time (every few seconds)."""
+        if isinstance(self.ports.changes, ChangeGate):
+            await self.ports.changes.sweep(self.stop_event)
 
     async def stop(self) -> None:
         self.stop_event.set()
@@ -169,18 +179,28 @@ def build_app(
     outbox = Outbox(db)
     engine = RunEngine(db, outbox, metrics, (), worker_id=worker_id, lease=run_lease)
     registry = DatabaseServiceRegistry(db, catalog)
+    directory = directory or SlackDirectory(client)
     ports = Ports(
         catalog=catalog,
-        directory=directory or SlackDirectory(client),
+        directory=directory,
         audit=DatabaseAuditLog(db),
         runs=engine,
         run_control=engine,
         messenger=OutboxMessenger(outbox),
         modals=SlackModals(client),
         adapters=adapters if adapters is not None else build_adapters(settings),
-        changes=ChangeGate(engine),
+        changes=ChangeGate(engine, catalog=catalog, directory=directory),
         services=registry,
     )
+    webhook_token = settings.alertmanager_webhook_token
+    alert_intake = AlertIntake(
+        db,
+        outbox,
+        catalog,
+        token=webhook_token.get_secret_value() if webhook_token else None,
+        grafana=ports.adapters.grafana,
+    )
+    ports = with_alerts(ports, alert_intake)
     features = discover_features()
     engine.register([*features.executors(ports), *executors])
     door = SlackFrontDoor(
@@ -206,23 +226,61 @@ def build_app(
         engine=engine,
         door=door,
         bolt=bolt,
-        web_app=build_web_app(bolt=None if settings.socket_mode else bolt, db=db, metrics=metrics),
+        web_app=build_web_app(
+            bolt=None if settings.socket_mode else bolt,
+            db=db,
+            metrics=metrics,
+            alertmanager=alert_intake.receive,
+        ),
         metrics=metrics,
         client=client,
         registry=registry,
         ports=ports,
+        alerts=alert_intake,
     )
 
 
 def build_adapters(settings: Settings) -> Adapters:
-    """The real adapters for every external system the settings configure."""
+    """The real adapters for every external system the settings configure.
+
+    Each SDK is imported only when its system is configured, so a bot without GitLab
+    never loads python-gitlab. A system left unconfigured is None in `Adapters`, and
+    the features that need it say which variable to set.
+    """
+
+    def secret(value: SecretStr | None) -> str:
+        return value.get_secret_value() if value is not None else ""
+
     found: dict[str, Any] = {}
     if settings.vault_addr and settings.vault_token:
         from adapters.vault import VaultSecretStore
 
-        found["vault"] = VaultSecretStore(
-            str(settings.vault_addr), settings.vault_token.get_secret_value()
-        )
+        found["vault"] = VaultSecretStore(str(settings.vault_addr), secret(settings.vault_token))
+    if settings.gitlab_url and settings.gitlab_token:
+        from adapters.gitlab import GitLabCodeHost
+
+        found["gitlab"] = GitLabCodeHost(str(settings.gitlab_url), secret(settings.gitlab_token))
+    if settings.kubeconfig is not None or settings.kubernetes_service_host:
+        from adapters.kubernetes import KubernetesClusters
+
+        kubeconfig = str(settings.kubeconfig) if settings.kubeconfig else None
+        found["kubernetes"] = KubernetesClusters.from_kubeconfig(kubeconfig)
+    if settings.argocd_url and settings.argocd_token:
+        from adapters.argocd import ArgoCDClient
+
+        found["argocd"] = ArgoCDClient(str(settings.argocd_url), secret(settings.argocd_token))
+    if settings.alertmanager_url:
+        from adapters.alertmanager import AlertmanagerClient
+
+        found["alertmanager"] = AlertmanagerClient(str(settings.alertmanager_url))
+    if settings.prometheus_url:
+        from adapters.prometheus import PrometheusClient
+
+        found["prometheus"] = PrometheusClient(str(settings.prometheus_url))
+    if settings.grafana_url:
+        from adapters.grafana import GrafanaLinks
+
+        found["grafana"] = GrafanaLinks(str(settings.grafana_url))
     return Adapters(**found)
 
 

@@ -1,21 +1,34 @@
 """The sandbox: the real bot, on SQLite, wired to local stand-ins instead of Slack & co.
 
-`SandboxStack` starts the Slack stand-in and the bot (HTTP server, Run worker, outbox)
-and gives a `SlackSender` that sends requests into the bot exactly as Slack would.
-The terminal console (`bot.console`) and the tests both drive the bot through it.
+`SandboxStack` starts the stand-ins (Slack, GitLab, one Kubernetes API per cluster,
+Argo CD; a real OpenBao and real Prometheus/Alertmanager when asked and installed) and
+the bot (HTTP server, Run worker, outbox) configured to reach them through its ordinary
+settings (GITLAB_URL, a KUBECONFIG with one context per cluster, VAULT_ADDR, ...), so
+the real adapters run. It seeds the sample catalog's services in the clusters and in
+Argo CD, so deploy, rollback, history and status have something to act on. It gives a
+`SlackSender` that sends requests into the bot exactly as Slack would. The terminal
+console (`bot.console`) and the tests both drive the bot through it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
 
 from bot.bootstrap import PlatformBot, build_app
 from bot.domain import Executor
 from bot.settings import Settings
+from sandbox.gitlab import GitLabStandIn
+from sandbox.kubernetes import KubernetesStandIn
+from sandbox.openbao import OpenBaoDevServer
 from sandbox.slack_api import SlackChannel, SlackStandIn, SlackUser, SlackUserGroup, Workspace
 from sandbox.slack_client import SlackSender
 
@@ -51,6 +64,20 @@ SANDBOX_WORKSPACE = Workspace(
 carol (search, listed by e-mail), dave (platform admin), erin (in no team)."""
 
 
+GITLAB_TOKEN = "glpat-sandbox-token"  # noqa: S105 - local stand-ins' tokens, not secrets
+KUBERNETES_TOKEN = "kube-sandbox-token"  # noqa: S105
+ARGOCD_TOKEN = "argocd-sandbox-token"  # noqa: S105
+GITLAB_GROUPS = ((10, "payments"), (11, "search"), (12, "sre"))
+CLUSTERS = ("sandbox-staging", "sandbox-prod", "sandbox-prod-eu")
+REGISTRY = "registry.example.com"
+SEEDED_VERSIONS: dict[str, tuple[str, ...]] = {
+    "checkout": ("1.4.1", "1.4.2"),
+    "refunds": ("2.0.0", "2.0.1"),
+    "search-api": ("0.9.0", "0.9.1"),
+}
+"""What the sandbox's clusters run at start: each service's releases, oldest first."""
+
+
 @dataclass
 class SandboxStack:
     """A running bot plus the stand-ins it talks to."""
@@ -58,6 +85,14 @@ class SandboxStack:
     slack: SlackStandIn
     bot: PlatformBot
     sender: SlackSender
+    gitlab: GitLabStandIn
+    clusters: dict[str, KubernetesStandIn]
+    argocd: Any  # TEMP until sandbox/argocd.py lands: ArgoCDStandIn
+    vault_url: str | None = None
+    vault_token: str | None = None
+    alertmanager_url: str | None = None
+    prometheus_url: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def workspace(self) -> Workspace:
@@ -72,12 +107,39 @@ async def sandbox_stack(
     executors: Iterable[Executor] = (),
     workspace: Workspace = SANDBOX_WORKSPACE,
     socket_mode: bool = False,
+    vault: bool = False,
+    rollout_seconds: float = 0.3,
+    seed: bool = True,
+    settings_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[SandboxStack]:
-    """Start the stand-ins and the bot on loopback; stop everything on exit."""
+    """Start the stand-ins and the bot on loopback; stop everything on exit.
+
+    `vault=True` starts a real OpenBao dev server (it must be installed). Stand-ins are
+    cheap and always started; `seed=False` leaves the clusters and Argo CD empty.
+    """
     with tempfile.TemporaryDirectory(prefix="platform-bot-sandbox-") as scratch:
-        slack = SlackStandIn(workspace)
-        await slack.start()
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            slack = SlackStandIn(workspace)
+            gitlab = GitLabStandIn(token=GITLAB_TOKEN, groups=GITLAB_GROUPS)
+            clusters = {
+                name: KubernetesStandIn(token=KUBERNETES_TOKEN, rollout_seconds=rollout_seconds)
+                for name in CLUSTERS
+            }
+            argocd = _argocd_standin()
+            for server in (slack, gitlab, *clusters.values(), *([argocd] if argocd else [])):
+                await server.start()
+                stack.push_async_callback(server.stop)
+            bao = None
+            if vault:
+                bao = OpenBaoDevServer()
+                await asyncio.to_thread(bao.start)
+                stack.callback(bao.stop)
+            kubeconfig = Path(scratch) / "kubeconfig"
+            kubeconfig.write_text(kubeconfig_yaml({n: c.url for n, c in clusters.items()}))
+            if seed:
+                await seed_clusters(clusters)
+                if argocd is not None:
+                    seed_argocd(argocd)
             settings = Settings(
                 slack_bot_token=workspace.bot_token,
                 slack_signing_secret=SIGNING_SECRET,
@@ -88,9 +150,19 @@ async def sandbox_stack(
                 host="127.0.0.1",
                 port=0,
                 worker_id="sandbox",
+                gitlab_url=gitlab.base_url if _have("adapters.gitlab") else None,
+                gitlab_token=GITLAB_TOKEN,
+                kubeconfig=kubeconfig if _have("adapters.kubernetes") else None,
+                argocd_url=argocd.base_url if argocd and _have("adapters.argocd") else None,
+                argocd_token=ARGOCD_TOKEN if argocd else None,
+                vault_addr=bao.url if bao else None,
+                vault_token=bao.token if bao else None,
+                grafana_url="https://grafana.example.com" if _have("adapters.grafana") else None,
+                **(settings_overrides or {}),
             )
             bot = build_app(settings, executors=executors, auto_upgrade=True)
             await bot.start()
+            stack.push_async_callback(bot.stop)
             sender = SlackSender(
                 events_url=f"http://127.0.0.1:{bot.port}/slack/events",
                 signing_secret=SIGNING_SECRET,
@@ -98,17 +170,155 @@ async def sandbox_stack(
                 standin=slack,
                 socket_mode=socket_mode,
             )
-            try:
-                yield SandboxStack(slack=slack, bot=bot, sender=sender)
-            finally:
-                await sender.close()
-                await bot.stop()
-        finally:
-            await slack.stop()
+            stack.push_async_callback(sender.close)
+            yield SandboxStack(
+                slack=slack,
+                bot=bot,
+                sender=sender,
+                gitlab=gitlab,
+                clusters=clusters,
+                argocd=argocd,
+                vault_url=bao.url if bao else None,
+                vault_token=bao.token if bao else None,
+            )
 
 
-def run_sandbox(*, script: Path | None, as_user: str) -> int:
-    """`platform-bot sandbox`: the console on a sandbox stack (see bot.console)."""
-    from bot.console import run_console
+def _have(module: str) -> bool:  # TEMP while the adapters are being written
+    import importlib.util
 
-    return run_console(script=script, as_user=as_user)
+    return importlib.util.find_spec(module) is not None
+
+
+def _argocd_standin() -> Any:
+    try:
+        from sandbox.argocd import ArgoCDStandIn
+    except ImportError:
+        return None
+    return ArgoCDStandIn(token=ARGOCD_TOKEN)
+
+
+def kubeconfig_yaml(servers: dict[str, str]) -> str:
+    """A kubeconfig with one context (and cluster) per stand-in, token auth."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": n, "cluster": {"server": url}} for n, url in servers.items()],
+            "users": [{"name": "platform-bot", "user": {"token": KUBERNETES_TOKEN}}],
+            "contexts": [
+                {"name": n, "context": {"cluster": n, "user": "platform-bot"}} for n in servers
+            ],
+            "current-context": next(iter(servers)),
+        }
+    )
+
+
+SEED_PLACES = {
+    "checkout": ("payments", ("sandbox-staging", "staging"), ("sandbox-prod", "prod")),
+    "refunds": ("payments", ("sandbox-staging", "staging"), ("sandbox-prod", "prod")),
+    "search-api": ("search", ("sandbox-staging", "staging"), ("sandbox-prod", "prod")),
+}
+
+
+async def seed_clusters(clusters: dict[str, KubernetesStandIn]) -> None:
+    """Each sample service as a Deployment with two revisions in its Kubernetes envs,
+    created through the stand-ins' HTTP API as `kubectl apply` and `set image` would."""
+    headers = {"Authorization": f"Bearer {KUBERNETES_TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        await asyncio.gather(
+            *(
+                _seed_one(http, clusters[cluster], service=service, team=team, env=env)
+                for service, (team, *places) in SEED_PLACES.items()
+                for cluster, env in places
+            )
+        )
+
+
+async def _seed_one(
+    http: aiohttp.ClientSession, standin: KubernetesStandIn, *, service: str, team: str, env: str
+) -> None:
+    base, namespace = standin.url.rstrip("/"), f"{service}-{env}"
+    versions = SEEDED_VERSIONS[service]
+    image = f"{REGISTRY}/{team}/{service}"
+    await _send(
+        http,
+        "POST",
+        f"{base}/api/v1/namespaces",
+        json={"metadata": {"name": namespace, "labels": _labels(team, service)}},
+    )
+    deployments = f"{base}/apis/apps/v1/namespaces/{namespace}/deployments"
+    await _send(http, "POST", deployments, json=_deployment(service, team, image, versions[0]))
+    for version in versions[1:]:
+        await standin.wait_for("deployments", namespace, service, _available, within=10.0)
+        cause = {"kubernetes.io/change-cause": f"deploy {version} (sandbox seed)"}
+        container = {"name": service, "image": f"{image}:{version}"}
+        patch = {
+            "metadata": {"annotations": cause},
+            "spec": {"template": {"spec": {"containers": [container]}}},
+        }
+        await _send(
+            http,
+            "PATCH",
+            f"{deployments}/{service}",
+            json=patch,
+            headers={"Content-Type": "application/strategic-merge-patch+json"},
+        )
+    await standin.wait_for("deployments", namespace, service, _available, within=10.0)
+
+
+def seed_argocd(argocd: Any) -> None:
+    """checkout in prod-eu as an Argo CD Application with auto-sync off and history."""
+    image = f"{REGISTRY}/payments/checkout"
+    revisions = [("a1b2c3d", "1.4.1"), ("e4f5a6b", "1.4.2")]
+    for revision, version in revisions:
+        argocd.set_revision_images(revision, [f"{image}:{version}"])
+    argocd.add_application(
+        "checkout-prod-eu",
+        repo_url="https://gitlab.example.com/payments/checkout-deploy.git",
+        path="overlays/prod-eu",
+        revision=revisions[-1][0],
+        images=[f"{image}:{revisions[-1][1]}"],
+        auto_sync=False,
+        history=[(rev, [f"{image}:{version}"]) for rev, version in revisions],
+    )
+
+
+def _labels(team: str, service: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": "platform-bot",
+        "platform.example.com/team": team,
+        "platform.example.com/service": service,
+    }
+
+
+def _deployment(service: str, team: str, image: str, version: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": service}
+    return {
+        "metadata": {
+            "name": service,
+            "labels": {**labels, "platform.example.com/team": team},
+            "annotations": {"kubernetes.io/change-cause": f"deploy {version} (sandbox seed)"},
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": service,
+                    "containers": [{"name": service, "image": f"{image}:{version}"}],
+                },
+            },
+        },
+    }
+
+
+def _available(deployment: dict[str, Any]) -> bool:
+    status = deployment.get("status", {})
+    return bool(status.get("availableReplicas") == deployment.get("spec", {}).get("replicas"))
+
+
+async def _send(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> None:
+    async with http.request(method, url, **kwargs) as response:
+        if response.status >= 300:
+            raise RuntimeError(f"sandbox seed: {method} {url}: {await response.text()}")

