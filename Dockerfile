@@ -1,6 +1,7 @@
 # platform-bot: `platform-bot serve` on port 3000 (HTTP mode), or Socket Mode when
 # SLACK_APP_TOKEN is set. Configure it with environment variables (see README) and
-# mount the platform model at /config/platform.yml.
+# mount the platform model at /config/platform.yml (its `templates_dir` may name the
+# shipped templates, /usr/share/platform-bot/templates).
 #
 #   docker build -t platform-bot .
 #   docker run -p 3000:3000 -v "$PWD/platform.yml:/config/platform.yml:ro" \
@@ -28,6 +29,9 @@ RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin plat
     && mkdir -p /data /config \
     && chown platform-bot:platform-bot /data
 COPY --from=build /opt/platform-bot /opt/platform-bot
+# The shipped golden-path templates; point `templates_dir` in platform.yml here, or at
+# your own directory mounted into the container.
+COPY --from=build /src/templates /usr/share/platform-bot/templates
 USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from bot.db import OutboxRow, RunRow, utcnow
 from bot.sandbox import SANDBOX_WORKSPACE, SandboxStack, sandbox_stack
+from sandbox.openbao import find_bao
 from catalog.model import PlatformModel
 from sandbox.slack_api import Message, SlackChannel, SlackUser, Workspace
 from sandbox.slack_client import BotResponse
@@ -1538,7 +1539,7 @@ async def _main(*, script: Path | None, lines: list[str] | None, as_user: str) -
     root.handlers[:] = [logs]
     root.setLevel(logging.WARNING)
     try:
-        async with sandbox_stack() as stack:
+        async with sandbox_stack(vault=find_bao() is not None, rollout_seconds=2.0) as stack:
             return await _session(stack, script=script, lines=lines, as_user=as_user, logs=logs)
     except (StartupError, ConfigError) as exc:
         print(f"platform-bot sandbox: {exc}", file=sys.stderr)
