@@ -39,8 +39,8 @@ from sqlalchemy.orm import Session
 
 from bot.db import OutboxRow, RunRow, utcnow
 from bot.sandbox import SANDBOX_WORKSPACE, SandboxStack, sandbox_stack
-from sandbox.openbao import find_bao
 from catalog.model import PlatformModel
+from sandbox.openbao import find_bao
 from sandbox.slack_api import Message, SlackChannel, SlackUser, Workspace
 from sandbox.slack_client import BotResponse
 
