@@ -138,6 +138,11 @@ class PlatformBot:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.deliverer.close()
+        for adapter in vars(self.ports.adapters).values():
+            close = getattr(adapter, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         with contextlib.suppress(Exception):
             await self.client.session.close() if self.client.session else None
         self.db.dispose()
@@ -268,7 +273,11 @@ def build_adapters(settings: Settings) -> Adapters:
     if settings.argocd_url and settings.argocd_token:
         from adapters.argocd import ArgoCDClient
 
-        found["argocd"] = ArgoCDClient(str(settings.argocd_url), secret(settings.argocd_token))
+        found["argocd"] = ArgoCDClient(
+            str(settings.argocd_url),
+            secret(settings.argocd_token),
+            project=settings.argocd_project,
+        )
     if settings.alertmanager_url:
         from adapters.alertmanager import AlertmanagerClient
 

@@ -26,6 +26,7 @@ import yaml
 from bot.bootstrap import PlatformBot, build_app
 from bot.domain import Executor
 from bot.settings import Settings
+from sandbox.argocd import ArgoCDStandIn
 from sandbox.gitlab import GitLabStandIn
 from sandbox.kubernetes import KubernetesStandIn
 from sandbox.openbao import OpenBaoDevServer
@@ -87,7 +88,7 @@ class SandboxStack:
     sender: SlackSender
     gitlab: GitLabStandIn
     clusters: dict[str, KubernetesStandIn]
-    argocd: Any  # TEMP until sandbox/argocd.py lands: ArgoCDStandIn
+    argocd: ArgoCDStandIn
     vault_url: str | None = None
     vault_token: str | None = None
     alertmanager_url: str | None = None
@@ -125,8 +126,8 @@ async def sandbox_stack(
                 name: KubernetesStandIn(token=KUBERNETES_TOKEN, rollout_seconds=rollout_seconds)
                 for name in CLUSTERS
             }
-            argocd = _argocd_standin()
-            for server in (slack, gitlab, *clusters.values(), *([argocd] if argocd else [])):
+            argocd = ArgoCDStandIn(token=ARGOCD_TOKEN)
+            for server in (slack, gitlab, *clusters.values(), argocd):
                 await server.start()
                 stack.push_async_callback(server.stop)
             bao = None
@@ -138,8 +139,7 @@ async def sandbox_stack(
             kubeconfig.write_text(kubeconfig_yaml({n: c.url for n, c in clusters.items()}))
             if seed:
                 await seed_clusters(clusters)
-                if argocd is not None:
-                    seed_argocd(argocd)
+                seed_argocd(argocd)
             settings = Settings(
                 slack_bot_token=workspace.bot_token,
                 slack_signing_secret=SIGNING_SECRET,
@@ -153,8 +153,9 @@ async def sandbox_stack(
                 gitlab_url=gitlab.base_url if _have("adapters.gitlab") else None,
                 gitlab_token=GITLAB_TOKEN,
                 kubeconfig=kubeconfig if _have("adapters.kubernetes") else None,
-                argocd_url=argocd.base_url if argocd and _have("adapters.argocd") else None,
-                argocd_token=ARGOCD_TOKEN if argocd else None,
+                argocd_url=argocd.base_url,
+                argocd_token=ARGOCD_TOKEN,
+                argocd_project="default",
                 vault_addr=bao.url if bao else None,
                 vault_token=bao.token if bao else None,
                 grafana_url="https://grafana.example.com" if _have("adapters.grafana") else None,
@@ -187,14 +188,6 @@ def _have(module: str) -> bool:  # TEMP while the adapters are being written
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
-
-
-def _argocd_standin() -> Any:
-    try:
-        from sandbox.argocd import ArgoCDStandIn
-    except ImportError:
-        return None
-    return ArgoCDStandIn(token=ARGOCD_TOKEN)
 
 
 def kubeconfig_yaml(servers: dict[str, str]) -> str:
@@ -266,7 +259,7 @@ async def _seed_one(
     await standin.wait_for("deployments", namespace, service, _available, within=10.0)
 
 
-def seed_argocd(argocd: Any) -> None:
+def seed_argocd(argocd: ArgoCDStandIn) -> None:
     """checkout in prod-eu as an Argo CD Application with auto-sync off and history."""
     image = f"{REGISTRY}/payments/checkout"
     revisions = [("a1b2c3d", "1.4.1"), ("e4f5a6b", "1.4.2")]

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     gitlab_token: SecretStr | None = None
     argocd_url: AnyHttpUrl | None = None
     argocd_token: SecretStr | None = None
+    argocd_project: str | None = Field(
+        None, description="Argo CD project of our Applications (lets a missing one be a 404)"
+    )
     prometheus_url: AnyHttpUrl | None = None
     alertmanager_url: AnyHttpUrl | None = None
     grafana_url: AnyHttpUrl | None = None
