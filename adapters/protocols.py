@@ -182,7 +182,12 @@ class Cluster(Protocol):
         ...
 
     async def set_image(
-        self, namespace: str, deployment: str, *, image: str, change_cause: str,
+        self,
+        namespace: str,
+        deployment: str,
+        *,
+        image: str,
+        change_cause: str,
         container: str | None = None,
     ) -> None:
         """Patch the container image (the first container unless named) and record
@@ -320,6 +325,14 @@ class Matcher:
     value: str
     is_regex: bool = False
     is_equal: bool = True
+
+    def filter(self) -> str:
+        """As an Alertmanager API filter, e.g. `service="checkout"` (value escaped)."""
+        operator = ("=" if self.is_equal else "!") + ("~" if self.is_regex else "")
+        if operator == "!":
+            operator = "!="
+        value = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{operator}"{value}"'
 
 
 class AlertSilences(Protocol):

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from bot.settings import Settings
 from sandbox.argocd import ArgoCDStandIn
 from sandbox.gitlab import GitLabStandIn
 from sandbox.kubernetes import KubernetesStandIn
-from sandbox.openbao import OpenBaoDevServer
+from sandbox.observability import AlertmanagerServer, MetricTarget, PrometheusServer
+from sandbox.openbao import OpenBaoDevServer, free_port
 from sandbox.slack_api import SlackChannel, SlackStandIn, SlackUser, SlackUserGroup, Workspace
 from sandbox.slack_client import SlackSender
 
@@ -68,6 +69,7 @@ carol (search, listed by e-mail), dave (platform admin), erin (in no team)."""
 GITLAB_TOKEN = "glpat-sandbox-token"  # noqa: S105 - local stand-ins' tokens, not secrets
 KUBERNETES_TOKEN = "kube-sandbox-token"  # noqa: S105
 ARGOCD_TOKEN = "argocd-sandbox-token"  # noqa: S105
+ALERTMANAGER_WEBHOOK_TOKEN = "alertmanager-sandbox-token"  # noqa: S105
 GITLAB_GROUPS = ((10, "payments"), (11, "search"), (12, "sre"))
 CLUSTERS = ("sandbox-staging", "sandbox-prod", "sandbox-prod-eu")
 REGISTRY = "registry.example.com"
@@ -93,7 +95,8 @@ class SandboxStack:
     vault_token: str | None = None
     alertmanager_url: str | None = None
     prometheus_url: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    metrics: MetricTarget | None = None
+    """With observability: the gauges the sandbox's alert rules watch (`set()` them)."""
 
     @property
     def workspace(self) -> Workspace:
@@ -109,14 +112,17 @@ async def sandbox_stack(
     workspace: Workspace = SANDBOX_WORKSPACE,
     socket_mode: bool = False,
     vault: bool = False,
+    observability: bool = False,
     rollout_seconds: float = 0.3,
     seed: bool = True,
     settings_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[SandboxStack]:
     """Start the stand-ins and the bot on loopback; stop everything on exit.
 
-    `vault=True` starts a real OpenBao dev server (it must be installed). Stand-ins are
-    cheap and always started; `seed=False` leaves the clusters and Argo CD empty.
+    `vault=True` starts a real OpenBao dev server, `observability=True` a real
+    Prometheus (with SANDBOX_ALERT_RULES over a MetricTarget) and Alertmanager posting to
+    the bot's webhook; both must be installed. Stand-ins are cheap and always started;
+    `seed=False` leaves the clusters and Argo CD empty.
     """
     with tempfile.TemporaryDirectory(prefix="platform-bot-sandbox-") as scratch:
         async with contextlib.AsyncExitStack() as stack:
@@ -135,6 +141,10 @@ async def sandbox_stack(
                 bao = OpenBaoDevServer()
                 await asyncio.to_thread(bao.start)
                 stack.callback(bao.stop)
+            port = free_port()
+            observed: dict[str, Any] = {}
+            if observability:
+                observed = await _start_observability(stack, bot_port=port)
             kubeconfig = Path(scratch) / "kubeconfig"
             kubeconfig.write_text(kubeconfig_yaml({n: c.url for n, c in clusters.items()}))
             if seed:
@@ -148,17 +158,20 @@ async def sandbox_stack(
                 database_url=database_url or f"sqlite:///{Path(scratch) / 'sandbox.db'}",
                 platform_config=config,
                 host="127.0.0.1",
-                port=0,
+                port=port,
                 worker_id="sandbox",
-                gitlab_url=gitlab.base_url if _have("adapters.gitlab") else None,
+                alertmanager_url=observed.get("alertmanager_url"),
+                prometheus_url=observed.get("prometheus_url"),
+                alertmanager_webhook_token=ALERTMANAGER_WEBHOOK_TOKEN,
+                gitlab_url=gitlab.base_url,
                 gitlab_token=GITLAB_TOKEN,
-                kubeconfig=kubeconfig if _have("adapters.kubernetes") else None,
+                kubeconfig=kubeconfig,
                 argocd_url=argocd.base_url,
                 argocd_token=ARGOCD_TOKEN,
                 argocd_project="default",
                 vault_addr=bao.url if bao else None,
                 vault_token=bao.token if bao else None,
-                grafana_url="https://grafana.example.com" if _have("adapters.grafana") else None,
+                grafana_url="https://grafana.example.com",
                 **(settings_overrides or {}),
             )
             bot = build_app(settings, executors=executors, auto_upgrade=True)
@@ -181,13 +194,53 @@ async def sandbox_stack(
                 argocd=argocd,
                 vault_url=bao.url if bao else None,
                 vault_token=bao.token if bao else None,
+                **observed,
             )
 
 
-def _have(module: str) -> bool:  # TEMP while the adapters are being written
-    import importlib.util
+SANDBOX_ALERT_RULES = """
+groups:
+  - name: sandbox
+    rules:
+      - alert: HighErrorRate
+        expr: sandbox_error_ratio > 0.05
+        for: 0s
+        labels:
+          severity: critical
+        annotations:
+          summary: >-
+            {{ $labels.service }} in {{ $labels.env }} fails
+            {{ $value | humanizePercentage }} of requests
+          runbook_url: "https://runbooks.example.com/{{ $labels.service }}"
+"""
+"""The sandbox's one alert rule: set `sandbox_error_ratio{service=..., env=...}` above 0.05
+on `stack.metrics` and it fires; set it to 0 and it resolves."""
 
-    return importlib.util.find_spec(module) is not None
+
+async def _start_observability(
+    stack: contextlib.AsyncExitStack, *, bot_port: int
+) -> dict[str, Any]:
+    """A MetricTarget, Alertmanager posting to the bot, and Prometheus over both."""
+    metrics = MetricTarget()
+    await metrics.start()
+    stack.push_async_callback(metrics.stop)
+    alertmanager = AlertmanagerServer(
+        webhook_url=f"http://127.0.0.1:{bot_port}/alerts/alertmanager",
+        bearer_token=ALERTMANAGER_WEBHOOK_TOKEN,
+        group_by=("alertname", "service", "env"),
+    )
+    await stack.enter_async_context(alertmanager)
+    prometheus = PrometheusServer(
+        rules_yaml=SANDBOX_ALERT_RULES,
+        targets=[metrics.base_url],
+        alertmanager_url=alertmanager.url,
+    )
+    await stack.enter_async_context(prometheus)
+    return {
+        "alertmanager_url": alertmanager.url,
+        "prometheus_url": prometheus.url,
+        "metrics": metrics,
+    }
 
 
 def kubeconfig_yaml(servers: dict[str, str]) -> str:
@@ -315,3 +368,10 @@ async def _send(http: aiohttp.ClientSession, method: str, url: str, **kwargs: An
     async with http.request(method, url, **kwargs) as response:
         if response.status >= 300:
             raise RuntimeError(f"sandbox seed: {method} {url}: {await response.text()}")
+
+
+def run_sandbox(*, script: Path | None, as_user: str) -> int:
+    """`platform-bot sandbox`: the console on a sandbox stack (see bot.console)."""
+    from bot.console import run_console
+
+    return run_console(script=script, as_user=as_user)

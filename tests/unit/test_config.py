@@ -22,6 +22,8 @@ from catalog.load import (
 from tests.unit.fakes import SAMPLE_CONFIG
 
 SAMPLE = SAMPLE_CONFIG.read_text(encoding="utf-8")
+PROD_RISK = "risk: high                      #"
+"""prod's risk line (prod-eu has one too, without the comment)."""
 
 
 def edit(old: str, new: str, text: str = SAMPLE) -> str:
@@ -56,7 +58,7 @@ def test_the_sample_config_is_valid() -> None:
     assert model is not None
     assert set(model.teams) == {"payments", "search", "sre"}
     assert set(model.services) == {"checkout", "refunds", "search-api"}
-    assert set(model.environments) == {"staging", "prod"}
+    assert set(model.environments) == {"staging", "prod", "prod-eu"}
     assert [p.name for p in model.approval_policies] == ["prod-changes"]
 
 
@@ -120,8 +122,8 @@ def test_a_reference_to_nothing_close_has_no_suggestion() -> None:
         ("templates_dir:", "template_dir:", "template_dir", "template_dir", "templates_dir"),
         ("members: [U01ALICE]", "membrs: [U01ALICE]", "teams.payments.membrs", "membrs", "members"),
         (
-            "cluster: sandbox-prod",
-            "clustr: sandbox-prod",
+            "cluster: sandbox-prod\n",
+            "clustr: sandbox-prod\n",
             "environments.prod.clustr",
             "clustr",
             "cluster",
@@ -166,13 +168,15 @@ def test_an_unknown_key_is_reported_with_a_suggestion(
 
 
 def test_an_unknown_key_with_nothing_close_is_still_reported() -> None:
-    text = edit("templates_dir: templates", "templates_dir: templates\nflavour: vanilla")
+    text = edit(
+        "templates_dir: ../../templates", "templates_dir: ../../templates\nflavour: vanilla"
+    )
 
     assert problems_of(text) == [f"line {line_of(text, 'flavour')}: flavour: unknown key 'flavour'"]
 
 
 def test_a_renamed_required_key_is_also_reported_missing() -> None:
-    text = edit("cluster: sandbox-prod", "clustr: sandbox-prod")
+    text = edit("cluster: sandbox-prod\n", "clustr: sandbox-prod\n")
 
     problems = problems_of(text)
 
@@ -181,7 +185,7 @@ def test_a_renamed_required_key_is_also_reported_missing() -> None:
 
 
 def test_a_bad_risk_says_which_values_are_allowed() -> None:
-    text = edit("risk: high", "risk: extreme")
+    text = edit(PROD_RISK, "risk: extreme #")
 
     assert problems_of(text) == [
         f"line {line_of(text, 'risk: extreme')}: environments.prod.risk: "
@@ -460,7 +464,7 @@ def test_a_duplicate_name_is_reported() -> None:
 def test_every_problem_in_a_file_is_reported_at_once() -> None:
     text = SAMPLE
     for old, new in [
-        ("risk: high", "risk: extreme"),
+        (PROD_RISK, "risk: extreme #"),
         ("runbook:", "runbok:"),
         ("owner: search", "owner: serch"),
         ("match: {environment: prod}", "match: {environment: prd}"),
@@ -489,7 +493,7 @@ def test_every_problem_in_a_file_is_reported_at_once() -> None:
 
 
 def test_a_config_error_lists_every_problem_under_its_source() -> None:
-    text = edit("risk: high", "risk: extreme", edit("owner: search", "owner: serch"))
+    text = edit(PROD_RISK, "risk: extreme #", edit("owner: search", "owner: serch"))
 
     with pytest.raises(ConfigError) as caught:
         parse_platform_model(text, source="conf/platform.yml")
@@ -519,7 +523,7 @@ def test_check_config_lists_the_problems_and_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "platform.yml"
-    text = edit("risk: high", "risk: extreme", edit("owner: search", "owner: serch"))
+    text = edit(PROD_RISK, "risk: extreme #", edit("owner: search", "owner: serch"))
     path.write_text(text, encoding="utf-8")
 
     assert main(["check-config", str(path)]) == 1
@@ -620,7 +624,7 @@ def test_catalog_answers_who_owns_what_and_where_they_talk() -> None:
     assert CATALOG.services_of("payments") == ["checkout", "refunds"]
     assert CATALOG.services_of("sre") == []
     assert CATALOG.channel_of_service("search-api") == "#search"
-    assert CATALOG.environments_of("checkout") == ["staging", "prod"]
+    assert CATALOG.environments_of("checkout") == ["staging", "prod", "prod-eu"]
     assert CATALOG.service_names() == ["checkout", "refunds", "search-api"]
     assert CATALOG.team_names() == ["payments", "search", "sre"]
 
