@@ -193,7 +193,7 @@ def build_app(
         run_control=engine,
         messenger=OutboxMessenger(outbox),
         modals=SlackModals(client),
-        adapters=adapters if adapters is not None else build_adapters(settings),
+        adapters=adapters if adapters is not None else build_adapters(settings, catalog),
         changes=ChangeGate(engine, catalog=catalog, directory=directory),
         services=registry,
     )
@@ -245,7 +245,7 @@ def build_app(
     )
 
 
-def build_adapters(settings: Settings) -> Adapters:
+def build_adapters(settings: Settings, catalog: Catalog) -> Adapters:
     """The real adapters for every external system the settings configure.
 
     Each SDK is imported only when its system is configured, so a bot without GitLab
@@ -269,7 +269,8 @@ def build_adapters(settings: Settings) -> Adapters:
         from adapters.kubernetes import KubernetesClusters
 
         kubeconfig = str(settings.kubeconfig) if settings.kubeconfig else None
-        found["kubernetes"] = KubernetesClusters.from_kubeconfig(kubeconfig)
+        clusters = sorted({env.cluster for env in catalog.model.environments.values()})
+        found["kubernetes"] = KubernetesClusters.from_kubeconfig(kubeconfig, contexts=clusters)
     if settings.argocd_url and settings.argocd_token:
         from adapters.argocd import ArgoCDClient
 
