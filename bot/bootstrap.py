@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import make_url
 
 from adapters import Adapters
+from adapters.protocols import AdapterError
 from bot.alert_intake import AlertIntake, with_alerts
 from bot.audit import DatabaseAuditLog
 from bot.changes import ChangeGate
@@ -270,7 +271,13 @@ def build_adapters(settings: Settings, catalog: Catalog) -> Adapters:
 
         kubeconfig = str(settings.kubeconfig) if settings.kubeconfig else None
         clusters = sorted({env.cluster for env in catalog.model.environments.values()})
-        found["kubernetes"] = KubernetesClusters.from_kubeconfig(kubeconfig, contexts=clusters)
+        try:
+            found["kubernetes"] = KubernetesClusters.from_kubeconfig(kubeconfig, contexts=clusters)
+        except AdapterError as exc:
+            raise StartupError(
+                f"{exc.message}. Each environment's `cluster` in PLATFORM_CONFIG must be a "
+                "context in KUBECONFIG."
+            ) from None
     if settings.argocd_url and settings.argocd_token:
         from adapters.argocd import ArgoCDClient
 
