@@ -68,7 +68,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_platform_model(path: Path) -> PlatformModel:
-    """Read and validate platform.yml; raise ConfigError listing every problem."""
+    """Read and validate platform.yml; raise ConfigError listing every problem.
+
+    `templates_dir` comes back absolute, resolved against the file's own folder.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -83,7 +86,10 @@ def load_platform_model(path: Path) -> PlatformModel:
         ) from None
     except OSError as exc:
         raise ConfigError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
-    return parse_platform_model(text, source=str(path))
+    model = parse_platform_model(text, source=str(path))
+    # templates_dir is written relative to the file, so it means the same from any cwd
+    templates_dir = (path.parent / model.templates_dir).resolve()
+    return model.model_copy(update={"templates_dir": str(templates_dir)})
 
 
 def parse_platform_model(text: str, *, source: str = "platform.yml") -> PlatformModel:

@@ -1,0 +1,1 @@
+"""{{ service }}: a REST API created from the platform's python-fastapi golden path."""
