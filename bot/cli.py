@@ -1,4 +1,4 @@
-"""`platform-bot`: serve, sandbox, check-config, db upgrade.
+"""`platform-bot`: serve, sandbox, check-config, db upgrade, templates check.
 
 Every failure a person can fix ends in one clear line and a non-zero exit, never a
 stack trace.
@@ -13,10 +13,16 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from bot.logs import configure_logging
+
+if TYPE_CHECKING:
+    from approvals.policy import Person
+    from bot.domain import SlackUserId
+    from catalog import Catalog
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +41,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sandbox.add_argument("--script", type=Path, help="play a transcript, exit 1 on any error")
     sandbox.add_argument("--as", dest="as_user", default="alice", help="start as this user")
+    templates = sub.add_parser("templates", help="golden-path templates")
+    templates_sub = templates.add_subparsers(dest="templates_command", required=True)
+    templates_check = templates_sub.add_parser(
+        "check", help="render every template with sample values; exit 1 on any problem"
+    )
+    templates_check.add_argument(
+        "--dir", type=Path, help="default: templates_dir of $PLATFORM_CONFIG"
+    )
+    policy = sub.add_parser("policy", help="approval policies")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    explain = policy_sub.add_parser(
+        "explain", help="which approval rule applies to a change, and who may approve it"
+    )
+    explain.add_argument("action", help="the Action's kind, e.g. rollback")
+    explain.add_argument("service")
+    explain.add_argument("env")
+    explain.add_argument("--as", dest="as_user", help="a Slack user id (U...) or e-mail")
     args = parser.parse_args(argv)
 
     try:
@@ -51,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.path or settings.platform_config)
     if command == "db":
         return db_upgrade(settings.database_url)
+    if command == "policy":
+        return policy_explain(
+            settings, action=args.action, service=args.service, env=args.env, user=args.as_user
+        )
+    if command == "templates":
+        return check_templates(args.dir, config=settings.platform_config)
     if command == "sandbox":
         from bot.sandbox import run_sandbox
 
@@ -71,7 +100,115 @@ def check_config(path: Path) -> int:
         f"{path}: ok ({len(model.teams)} teams, {len(model.services)} services, "
         f"{len(model.environments)} environments, {len(model.approval_policies)} policies)"
     )
+    from approvals.policy import rule_summary
+
+    print("approvals a change needs (`platform-bot policy explain` tells why):")
+    for line in rule_summary(model):
+        print(f"  {line}")
     return 0
+
+
+def check_templates(directory: Path | None, *, config: Path) -> int:
+    """Print each template with OK or its problems; 1 if any has a problem."""
+    from catalog.load import ConfigError, load_platform_model
+    from catalog.templates import TemplateError, check_template, template_folders
+
+    if directory is None:
+        try:
+            directory = Path(load_platform_model(config).templates_dir)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    try:
+        folders = template_folders(directory)
+    except TemplateError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if not folders:
+        print(f"{directory}: holds no templates", file=sys.stderr)
+        return 1
+    failed = 0
+    for folder in folders:
+        problems = check_template(folder)
+        print(f"{folder.name}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+        for problem in problems:
+            print(f"  {problem}")
+        failed += bool(problems)
+    return 1 if failed else 0
+
+
+def policy_explain(
+    settings: object, *, action: str, service: str, env: str, user: str | None
+) -> int:
+    """Print which rule applies and whether `user` may approve; with SLACK_BOT_TOKEN set,
+    also ask Slack about the policies' user groups (exit 1 if one is unknown)."""
+    from approvals.policy import Target, explain, unknown_usergroups
+    from bot.settings import Settings
+    from catalog import Catalog, UnknownName
+    from catalog.load import ConfigError, load_platform_model
+
+    assert isinstance(settings, Settings)
+    try:
+        catalog = Catalog(load_platform_model(settings.platform_config))
+        owner = catalog.service(service).owner
+        catalog.environment(env)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except UnknownName as exc:
+        print(f"platform-bot: {exc}", file=sys.stderr)
+        return 2
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    person, known = asyncio.run(_policy_facts(catalog, settings.slack_api_url, token, user))
+    print(explain(catalog.model, Target(action, env, service, owner), person))
+    if known is None:
+        print("(Slack user groups not checked: set SLACK_BOT_TOKEN to check them)")
+        return 0
+    problems = unknown_usergroups(catalog.model, known)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+async def _policy_facts(
+    catalog: Catalog, api_url: str, token: str | None, user: str | None
+) -> tuple[Person | None, set[str] | None]:
+    """(the Person `user` is, the user group ids Slack knows), asking Slack if `token`."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from approvals.people import person_of
+    from bot.directory import SlackDirectory
+    from bot.domain import SlackUserId
+
+    client = AsyncWebClient(token=token, base_url=api_url) if token else None
+    directory = SlackDirectory(client) if client else _NoSlack()
+    try:
+        person = None
+        if user:
+            groups = {g for p in catalog.model.approval_policies for g in p.approvers.usergroups}
+            person = await person_of(catalog, directory, SlackUserId(user), usergroups=groups)
+        known = None
+        if client is not None:
+            answer = await client.usergroups_list()
+            listed: list[dict[str, object]] = answer.get("usergroups", [])
+            known = {str(group.get("id")) for group in listed}
+        return person, known
+    finally:
+        if client is not None and client.session is not None:
+            await client.session.close()
+
+
+class _NoSlack:
+    """The Directory when no Slack token is set: it knows no groups and no e-mails."""
+
+    async def usergroup_members(self, usergroup_id: str) -> frozenset[SlackUserId]:
+        return frozenset()
+
+    async def email_of(self, user: SlackUserId) -> str | None:
+        return None
+
+    async def channel_name(self, channel_id: str) -> str | None:
+        return None
 
 
 def db_upgrade(url: str) -> int:

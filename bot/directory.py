@@ -1,4 +1,5 @@
-"""Who people are, asked of Slack: user-group members and e-mail addresses, cached.
+"""Who people are, asked of Slack: user-group members, e-mail addresses and channel
+names, cached.
 
 Role checks happen when someone clicks, so answers may be at most `ttl` old (60 s):
 someone removed from a group loses their rights within a minute.
@@ -17,7 +18,8 @@ from bot.domain import SlackUserId
 
 
 class SlackDirectory:
-    """`Directory` on the Slack Web API (usergroups.users.list, users.info)."""
+    """`Directory` on the Slack Web API (usergroups.users.list, users.info,
+    conversations.info)."""
 
     def __init__(
         self,
@@ -56,6 +58,18 @@ class SlackDirectory:
             return str(email) if email else None
 
         result: str | None = await self._cached("email", user, fetch)
+        return result
+
+    async def channel_name(self, channel_id: str) -> str | None:
+        async def fetch() -> str | None:
+            try:
+                response = await self.client.conversations_info(channel=channel_id)
+            except SlackApiError:
+                return None
+            name = (response.get("channel") or {}).get("name")
+            return str(name) if name else None
+
+        result: str | None = await self._cached("channel", channel_id, fetch)
         return result
 
     async def _cached(self, kind: str, key: str, fetch: Callable[[], Any]) -> Any:

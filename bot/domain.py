@@ -92,6 +92,10 @@ class UsageError(Exception):
         self.usage = usage
 
 
+class StepFailed(Exception):
+    """Raised by a step to fail with a message meant for people (no stack trace shown)."""
+
+
 class TryAgainLater(Exception):
     """A dependency (usually the database) is down; the user is asked to try again."""
 
@@ -125,6 +129,10 @@ class Directory(Protocol):
     async def usergroup_members(self, usergroup_id: str) -> frozenset[SlackUserId]: ...
 
     async def email_of(self, user: SlackUserId) -> str | None: ...
+
+    async def channel_name(self, channel_id: str) -> str | None:
+        """`payments` for C01PAYMENTS; None if Slack does not say."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from adapters import Adapters
+from approvals.request import ApprovalDesk
 from bot.domain import (
     AuditLog,
     Changes,
@@ -47,6 +48,8 @@ class Ports:
     """The door for every change: approval policy, then a durable Run."""
     services: ServiceRegistry
     """Services registered at run time (new-service)."""
+    approvals: ApprovalDesk
+    """Where approval votes go; every check happens there, at click time."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from bot.domain import (
     SlackUserId,
     Step,
     StepContext,
+    StepFailed,
     SubmittedRun,
 )
 from bot.logs import request_id
@@ -54,10 +55,6 @@ STEP_ICONS = {"pending": "○", "running": "◔", "done": "✓", "failed": "✗"
 
 class UnknownAction(LookupError):
     """A Run names an Action kind no executor is registered for (e.g. after a downgrade)."""
-
-
-class StepFailed(Exception):
-    """Raised by a step to fail with a message meant for people (no stack trace shown)."""
 
 
 class RunLocked(Exception):
@@ -122,11 +119,14 @@ class RunEngine:
         reply_channel: SlackChannelId | None = None,
         state: str = "pending",
         flags: dict[str, Any] | None = None,
+        on_created: Callable[[Session, str], None] | None = None,
     ) -> SubmittedRun:
         """Store a Run for `action` unless one with this key exists; wake a worker.
 
         `state` is "pending" to run now or "waiting_approval" to wait for `release`.
-        RunLocked when another active Run holds the Action's lock key.
+        RunLocked when another active Run holds the Action's lock key. `on_created(session,
+        run_id)` runs in the same transaction when the Run is new (e.g. to open its approval
+        request atomically with it).
         """
         if action.kind not in self.executors:
             raise UnknownAction(action.kind)
@@ -169,6 +169,9 @@ class RunEngine:
                 _audit(session, requested_by, "run.requested", run_id, action)
                 for position, step in enumerate(self.executors[action.kind].steps(action)):
                     session.add(RunStepRow(run_id=run_id, position=position, name=step.name))
+                if on_created is not None:
+                    session.flush()
+                    on_created(session, run_id)
                 self.show_progress(session, run_id)
             return SubmittedRun(RunId(run_id), created)
 

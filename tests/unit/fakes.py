@@ -39,6 +39,12 @@ ALICE, BOB, CAROL, DAVE, ERIN = (
     SlackUserId(u) for u in ("U01ALICE", "U02BOB", "U03CAROL", "U04DAVE", "U05ERIN")
 )
 
+SAMPLE_CHANNELS = {
+    "C01PAYMENTS": "payments",
+    "C02SEARCH": "search",
+    "C03PLATFORM": "platform",
+    "C04AUDIT": "platform-audit",
+}
 SAMPLE_USERGROUPS: dict[str, set[str]] = {
     "S01PAYMENTS": {ALICE},
     "S02SRE": {BOB},
@@ -72,6 +78,9 @@ class FakeDirectory:
 
     async def email_of(self, user: SlackUserId) -> str | None:
         return self.emails.get(user)
+
+    async def channel_name(self, channel_id: str) -> str | None:
+        return SAMPLE_CHANNELS.get(channel_id)
 
 
 class FakeAuditLog:
@@ -220,6 +229,35 @@ class FakeServiceRegistry:
         return self.registered.pop(name, None) is not None
 
 
+class FakeApprovalDesk:
+    """An approval desk holding requests in a dict; votes are recorded, never checked
+    (the real checks are tested end to end against the real desk)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, Any] = {}
+        self.votes: list[tuple[str, str, bool, str | None]] = []
+
+    async def vote(
+        self, approval_id: str, *, voter: Any, approve: bool, reason: str | None = None
+    ) -> Any:
+        from approvals.request import Answer
+
+        if approval_id not in self.requests:
+            return Answer(text="That approval request does not exist.")
+        self.votes.append((approval_id, voter, approve, reason))
+        return Answer(text="Vote recorded.", recorded=True)
+
+    async def refusal(self, approval_id: str, *, voter: Any, approve: bool) -> str | None:
+        return None if approval_id in self.requests else "That approval request does not exist."
+
+    async def request(self, approval_id: str) -> Any:
+        return self.requests.get(approval_id)
+
+    async def listing(self, user: Any) -> tuple[list[Any], list[Any]]:
+        mine = [r for r in self.requests.values() if r.requested_by == user]
+        return [r for r in self.requests.values() if r.requested_by != user], mine
+
+
 class FakeRunControl:
     async def retry(self, run_id: Any, *, by: Any) -> bool:
         return False
@@ -260,5 +298,6 @@ def make_context(
             adapters=adapters if adapters is not None else Adapters(),
             changes=changes if changes is not None else FakeChanges(runs),
             services=FakeServiceRegistry(catalog),
+            approvals=FakeApprovalDesk(),
         ),
     )
