@@ -360,8 +360,16 @@ def _deployment(service: str, team: str, image: str, version: str) -> dict[str, 
 
 
 def _available(deployment: dict[str, Any]) -> bool:
+    """The rollout is complete: every replica updated and available, no old ones left."""
+    want = deployment.get("spec", {}).get("replicas")
     status = deployment.get("status", {})
-    return bool(status.get("availableReplicas") == deployment.get("spec", {}).get("replicas"))
+    generation = deployment.get("metadata", {}).get("generation", 0)
+    return bool(
+        status.get("observedGeneration", 0) >= generation
+        and status.get("replicas") == want
+        and status.get("updatedReplicas") == want
+        and status.get("availableReplicas") == want
+    )
 
 
 async def _send(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> None:

@@ -63,6 +63,14 @@ class Arguments:
                 return word[len(flag) + 1 :]
         return None
 
+    def flag(self, name: str) -> bool:
+        """`--name` alone (no value), wherever it appears; True if it was there."""
+        flag = f"--{name}"
+        if flag in self._words:
+            self._words.remove(flag)
+            return True
+        return False
+
     def done(self) -> None:
         """Refuse anything not consumed, so typos never pass silently."""
         if self._words:

@@ -86,6 +86,18 @@ def test_the_tour_plays_through(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "the sandbox left files behind"
 
 
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in TOUR.parent.glob("*.txt") if p != TOUR), ids=str
+)
+def test_every_sandbox_script_plays_through(tmp_path: Path, name: str) -> None:
+    """The scripts in sandbox/scripts/ are the issues' "done when" stories; each /expect
+    in them is an assertion, so the sandbox must keep doing what they show."""
+    result = sandbox(tmp_path, "--script", str(TOUR.parent / name))
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert result.stderr == ""
+
+
 def test_a_failed_expectation_stops_the_script_with_one_line(tmp_path: Path) -> None:
     path = script(
         tmp_path,

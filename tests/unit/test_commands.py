@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.domain import AuditEntry, EnvironmentName, Reply, ServiceName, SlackUserId, UsageError
+from bot.mrkdwn import escape
 from catalog import Catalog
 from commands import discover, registry
 from commands.base import MAX_TEXT
@@ -83,8 +84,8 @@ async def test_help_lists_every_discovered_command_with_its_summary() -> None:
     text = await say("help")
 
     for command in REGISTRY.by_name.values():
-        assert text.count(f"`{command.full_usage()}`") == 1, command.name
-        assert command.summary() in text
+        assert text.count(f"`{escape(command.full_usage())}`") == 1, command.name
+        assert escape(command.summary()) in text
     assert "/platform help <command>" in text or "/platform help &lt;command&gt;" in text
 
 
@@ -99,9 +100,9 @@ async def test_help_for_one_command_shows_its_whole_docstring(name: str) -> None
 
     text = await say(f"help {name}")
 
-    assert command.full_usage() in text
+    assert escape(command.full_usage()) in text
     for line in inspect.cleandoc(type(command).__doc__ or "").splitlines():
-        assert line in text
+        assert escape(line) in text
 
 
 async def test_help_audit_shows_more_than_the_summary() -> None:

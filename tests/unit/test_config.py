@@ -512,10 +512,17 @@ def test_check_config_on_the_sample_says_ok(capsys: pytest.CaptureFixture[str]) 
     assert main(["check-config", str(SAMPLE_CONFIG)]) == 0
 
     out, err = capsys.readouterr()
-    assert out == (
+    first, *rules = out.splitlines()
+    assert first == (
         f"{SAMPLE_CONFIG}: ok ({len(model.teams)} teams, {len(model.services)} services, "
-        f"{len(model.environments)} environments, {len(model.approval_policies)} policies)\n"
+        f"{len(model.environments)} environments, {len(model.approval_policies)} policies)"
     )
+    assert "  checkout in staging: no approval" in rules
+    assert (
+        "  checkout in prod: prod-changes (1 approval(s) from user group S02SRE or team sre)"
+        in rules
+    )
+    assert "  checkout in prod-eu: risk: high default (1 approval(s) from platform admins)" in rules
     assert err == ""
 
 
