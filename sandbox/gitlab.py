@@ -23,6 +23,9 @@ records every request, and refuses what GitLab refuses, the way GitLab refuses i
 - A CI/CD variable is unique per (key, environment_scope): a duplicate is 400
   ``{"message": {"key": ["(KEY) has already been taken"]}}``. With several scopes for one
   key, a GET/PUT/DELETE without ``filter[environment_scope]`` is 409.
+- A group (``POST /groups``) needs ``name`` and ``path``; a taken path under the same
+  parent is 400 ``{"message": "Failed to save group {:path=>[\"has already been taken\"]}"}``
+  and an unknown ``parent_id`` is 404 ``{"message": "404 Group Not Found"}``.
 - Protecting a protected branch again is 409 ``{"message": "Protected branch 'main'
   already exists"}``.
 - Lists are paginated (``page``, ``per_page`` default 20, max 100) with ``X-Page``,
@@ -35,7 +38,8 @@ where nothing was found it says "assumed"):
 - REST API conventions, authentication, status codes, pagination, namespaced path
   encoding: https://docs.gitlab.com/api/rest/ (and https://docs.gitlab.com/api/rest/authentication/)
 - Projects: https://docs.gitlab.com/api/projects/
-- Groups: https://docs.gitlab.com/api/groups/
+- Groups: https://docs.gitlab.com/api/groups/ ("New group"; the 400 text for a taken path
+  is quoted in https://github.com/20tab/talos/issues/53 and NARKOZ/gitlab#605)
 - Commits ("Create a commit with multiple files and actions"):
   https://docs.gitlab.com/ee/api/commits.html
 - Repository files ("Get file from repository", base64 ``content``, ``blob_id``,
@@ -49,7 +53,8 @@ where nothing was found it says "assumed"):
 - Current user: https://docs.gitlab.com/api/users/
 - Assumed: the 409 text for an ambiguous variable; "404 Not found" for an unknown
   protected branch; the 400 text for a commit to a missing branch without
-  ``start_branch``; masked values need 8 characters (``{"value": ["is invalid"]}``).
+  ``start_branch``; masked values need 8 characters (``{"value": ["is invalid"]}``); the
+  400 text for an invalid group path.
 
 Simplifications: one user (the token's), who may do everything; a project needs a
 ``namespace_id`` of a known group (no personal namespaces: 400 otherwise); no merge requests,
@@ -255,6 +260,7 @@ class GitLabStandIn(LoopbackServer):
         self._routes: list[tuple[str, tuple[str, ...], _Handler]] = [
             ("GET", ("user",), self._get_user),
             ("GET", ("groups",), self._list_groups),
+            ("POST", ("groups",), self._create_group),
             ("GET", ("groups", "*"), self._get_group),
             ("GET", ("groups", "*", "subgroups"), self._list_subgroups),
             ("GET", ("groups", "*", "projects"), self._list_group_projects),
@@ -597,6 +603,26 @@ class GitLabStandIn(LoopbackServer):
 
     async def _get_group(self, call: _Call) -> web.Response:
         return web.json_response(self._group_json(self._group(call.args[0])))
+
+    async def _create_group(self, call: _Call) -> web.Response:
+        params = call.params
+        missing = [n for n in ("name", "path") if not params.get(n)]
+        if missing:
+            raise GitLabError(400, {"error": ", ".join(f"{n} is missing" for n in missing)})
+        path = str(params["path"])
+        if "/" in path or not re.fullmatch(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]*", path):
+            raise GitLabError(400, {"message": 'Failed to save group {:path=>["is invalid"]}'})
+        parent: _Group | None = None
+        if params.get("parent_id") is not None:
+            parent = self._group(str(params["parent_id"]))
+        full_path = f"{parent.full_path}/{path}" if parent else path
+        if any(g.full_path.lower() == full_path.lower() for g in self._groups.values()):
+            raise GitLabError(
+                400, {"message": 'Failed to save group {:path=>["has already been taken"]}'}
+            )
+        group = _Group(max(self._groups, default=0) + 1, full_path, parent.id if parent else None)
+        self._groups[group.id] = group
+        return web.json_response(self._group_json(group), status=201)
 
     async def _list_subgroups(self, call: _Call) -> web.Response:
         parent = self._group(call.args[0])

@@ -82,6 +82,23 @@ async def test_groups_by_id_path_and_search(gl: gitlab.Gitlab) -> None:
     assert caught.value.error_message == "404 Group Not Found"
 
 
+async def test_create_groups_and_subgroups(gl: gitlab.Gitlab) -> None:
+    top = await call(gl.groups.create, {"name": "search", "path": "search"})
+    assert (top.full_path, top.parent_id) == ("search", None)
+    sub = await call(gl.groups.create, {"name": "infra", "path": "infra", "parent_id": top.id})
+    assert (sub.full_path, sub.parent_id) == ("search/infra", top.id)
+    assert (await call(gl.groups.get, "search/infra")).id == sub.id
+
+    with pytest.raises(gitlab.GitlabCreateError) as taken:
+        await call(gl.groups.create, {"name": "search", "path": "search"})
+    assert taken.value.response_code == 400
+    assert taken.value.error_message == 'Failed to save group {:path=>["has already been taken"]}'
+    with pytest.raises(gitlab.GitlabCreateError) as orphan:
+        await call(gl.groups.create, {"name": "x", "path": "x", "parent_id": 999})
+    assert orphan.value.response_code == 404
+    assert orphan.value.error_message == "404 Group Not Found"
+
+
 async def test_create_project_then_duplicate_is_400(
     gl: gitlab.Gitlab, standin: GitLabStandIn
 ) -> None:
