@@ -1,0 +1,213 @@
+"""Argo CD: sync an Application to a revision, roll it back, and turn automated sync off/on.
+
+`ArgoCDClient` implements `GitOps` on Argo CD's REST API (grpc-gateway in front of its gRPC
+API; https://argo-cd.readthedocs.io/en/stable/developer-guide/api-docs/) with aiohttp:
+there is no official Python SDK, and four calls do not need one. The token is an Argo CD
+API token (``argocd account generate-token``), sent as ``Authorization: Bearer``; it never
+appears in a message or a log line.
+
+Argo CD answers errors as gRPC statuses, ``{"error": ..., "code": <gRPC code>, "message":
+...}``. A rollback (or a sync to another revision) while automated sync is on is refused
+with code 9 (FailedPrecondition) and a message that names auto-sync: that becomes
+`AutoSyncEnabled`, so the bot can offer to turn automated sync off first. Every other
+refusal is an `AdapterError` carrying Argo's own message and the HTTP status.
+
+Argo CD answers 403 "permission denied" for an Application that does not exist, so no one
+can probe names; only when the request names the Application's project does it answer
+404. Give `project` to get None for a missing Application from `application()`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from adapters.protocols import (
+    AdapterError,
+    AutoSyncEnabled,
+    GitOps,
+    GitOpsApplication,
+    GitOpsHistoryEntry,
+)
+
+__all__ = ["ArgoCDClient", "GitOps"]
+
+SYSTEM = "Argo CD"
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+"""An Application name is a Kubernetes object name (DNS-1123 subdomain)."""
+
+_FAILED_PRECONDITION = 9
+
+
+class ArgoCDClient:
+    """`GitOps` on Argo CD's REST API; one aiohttp session, opened on first use."""
+
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 10.0, project: str | None = None
+    ) -> None:
+        self._url = url.rstrip("/")
+        self._origin = str(URL(self._url).origin())
+        """Scheme, host and port only: what an error may name (never userinfo)."""
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._project = project
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # GitOps
+
+    async def application(self, name: str) -> GitOpsApplication | None:
+        """The Application, or None if Argo CD says it does not exist (404)."""
+        params = {"project": self._project} if self._project else None
+        status, body = await self._call("GET", name, params=params)
+        if status == 404:
+            return None
+        self._raise_for(status, body, doing=f"reading application {name}")
+        return _application(body)
+
+    async def sync(self, name: str, *, revision: str) -> None:
+        """Start a sync of `name` to `revision`; Argo runs it in the background."""
+        request = {"name": name, "revision": revision, "prune": False, "dryRun": False}
+        status, body = await self._call("POST", name, "sync", json_body=self._scoped(request))
+        self._raise_for(status, body, doing=f"syncing {name} to {revision}")
+
+    async def rollback(self, name: str, *, history_id: int) -> None:
+        """Start a rollback of `name` to history entry `history_id`.
+
+        AutoSyncEnabled when automated sync is on (Argo's own refusal).
+        """
+        request = {"name": name, "id": history_id, "prune": False, "dryRun": False}
+        status, body = await self._call("POST", name, "rollback", json_body=self._scoped(request))
+        self._raise_for(status, body, doing=f"rolling back {name} to history id {history_id}")
+
+    async def set_auto_sync(self, name: str, *, enabled: bool) -> None:
+        """Turn automated sync on or off with a JSON merge patch of the spec.
+
+        Off removes ``spec.syncPolicy.automated`` (every Argo CD version reads that as off).
+        On sets ``automated.enabled: true``: Argo CD 3 keeps any ``prune``/``selfHeal`` the
+        team had under it; Argo CD 2 ignores the unknown field, leaving ``automated: {}``,
+        which is what ``argocd app set --sync-policy automated`` sets.
+        """
+        automated = {"enabled": True} if enabled else None
+        patch = {"spec": {"syncPolicy": {"automated": automated}}}
+        request = {"name": name, "patch": json.dumps(patch), "patchType": "merge"}
+        status, body = await self._call("PATCH", name, json_body=self._scoped(request))
+        turning = "on" if enabled else "off"
+        self._raise_for(status, body, doing=f"turning automated sync {turning} for {name}")
+
+    # HTTP
+
+    def _scoped(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {**request, "project": self._project} if self._project else request
+
+    async def _call(
+        self,
+        method: str,
+        name: str,
+        action: str = "",
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> tuple[int, Any]:
+        """(HTTP status, decoded JSON body or None) of one request about Application `name`."""
+        if not _NAME.fullmatch(name):
+            raise AdapterError(
+                SYSTEM,
+                f"{name!r} is not an Argo CD application name: use lower-case letters, "
+                "digits, '-' and '.'",
+            )
+        url = f"{self._url}/api/v1/applications/{name}" + (f"/{action}" if action else "")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, headers={"Authorization": f"Bearer {self._token}"}
+            )
+        try:
+            async with self._session.request(
+                method, url, params=params, json=json_body
+            ) as response:
+                text = await response.text()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            reason = "timed out" if isinstance(error, TimeoutError) else type(error).__name__
+            raise AdapterError(SYSTEM, f"cannot reach {self._origin} ({reason})") from None
+        try:
+            return status, json.loads(text) if text else None
+        except json.JSONDecodeError:
+            return status, None
+
+    @staticmethod
+    def _raise_for(status: int, body: Any, *, doing: str) -> None:
+        if 200 <= status < 300:
+            return
+        fields = body if isinstance(body, dict) else {}
+        message = str(fields.get("message") or fields.get("error") or f"HTTP {status}")
+        if status == 401:
+            raise AdapterError(
+                SYSTEM,
+                f"{doing}: the token was refused ({message}); check ARGOCD_TOKEN",
+                status=401,
+            )
+        if status == 403:
+            raise AdapterError(
+                SYSTEM,
+                f"{doing}: permission denied (the application does not exist, or the token "
+                "may not use it)",
+                status=403,
+            )
+        if fields.get("code") == _FAILED_PRECONDITION and "auto-sync" in message:
+            raise AutoSyncEnabled(
+                SYSTEM,
+                f"{doing}: automated sync is on, so Argo CD refuses ({message})",
+                status=status,
+            )
+        raise AdapterError(SYSTEM, f"{doing}: {message}", status=status)
+
+
+# Argo's Application JSON -> our values
+
+
+def _application(body: Any) -> GitOpsApplication:
+    if not isinstance(body, dict):
+        raise AdapterError(SYSTEM, "the application answer was not a JSON object")
+    metadata, spec, status = (body.get(key) or {} for key in ("metadata", "spec", "status"))
+    automated = (spec.get("syncPolicy") or {}).get("automated")
+    operation_state = status.get("operationState") or {}
+    phase = operation_state.get("phase")
+    message = operation_state.get("message")
+    if body.get("operation"):
+        # requested but maybe not yet picked up: operationState may still be the last one's
+        phase = "Running"
+        message = message if operation_state.get("phase") == "Running" else None
+    return GitOpsApplication(
+        name=str(metadata.get("name", "")),
+        sync_status=str((status.get("sync") or {}).get("status") or "Unknown"),
+        health_status=str((status.get("health") or {}).get("status") or "Unknown"),
+        revision=str((status.get("sync") or {}).get("revision") or ""),
+        auto_sync=isinstance(automated, dict) and automated.get("enabled") is not False,
+        images=tuple(str(i) for i in (status.get("summary") or {}).get("images") or ()),
+        history=tuple(_history_entry(h) for h in status.get("history") or ()),
+        operation_phase=str(phase) if phase else None,
+        operation_message=str(message) if message else None,
+    )
+
+
+def _history_entry(entry: dict[str, Any]) -> GitOpsHistoryEntry:
+    """One ``status.history`` item (Argo lists them oldest first). Argo records no images
+    in history, so `images` is empty unless the entry carries an ``images`` list."""
+    deployed_at = entry.get("deployedAt")
+    return GitOpsHistoryEntry(
+        id=int(entry.get("id", 0)),
+        revision=str(entry.get("revision", "")),
+        deployed_at=datetime.fromisoformat(deployed_at) if deployed_at else None,
+        images=tuple(str(i) for i in entry.get("images") or ()),
+    )
