@@ -30,7 +30,7 @@ from sandbox.argocd import ArgoCDStandIn
 from sandbox.gitlab import GitLabStandIn
 from sandbox.kubernetes import KubernetesStandIn
 from sandbox.observability import AlertmanagerServer, MetricTarget, PrometheusServer
-from sandbox.openbao import OpenBaoDevServer, free_port
+from sandbox.openbao import OpenBaoDevServer, free_port, throwaway_ca
 from sandbox.slack_api import SlackChannel, SlackStandIn, SlackUser, SlackUserGroup, Workspace
 from sandbox.slack_client import SlackSender
 
@@ -141,6 +141,7 @@ async def sandbox_stack(
                 bao = OpenBaoDevServer()
                 await asyncio.to_thread(bao.start)
                 stack.callback(bao.stop)
+                ca = await asyncio.to_thread(throwaway_ca, Path(scratch))
             port = free_port()
             observed: dict[str, Any] = {}
             if observability:
@@ -150,7 +151,7 @@ async def sandbox_stack(
             if seed:
                 await seed_clusters(clusters)
                 seed_argocd(argocd)
-            settings = Settings(
+            values: dict[str, Any] = dict(
                 slack_bot_token=workspace.bot_token,
                 slack_signing_secret=SIGNING_SECRET,
                 slack_app_token=workspace.app_token if socket_mode else None,
@@ -172,9 +173,15 @@ async def sandbox_stack(
                 vault_addr=bao.url if bao else None,
                 vault_token=bao.token if bao else None,
                 grafana_url="https://grafana.example.com",
-                **(settings_overrides or {}),
             )
+            settings = Settings(**{**values, **(settings_overrides or {})})
             bot = build_app(settings, executors=executors, auto_upgrade=True)
+            if bao is not None and bot.ports.adapters.vault is not None:
+                # What a platform team does once: let Vault trust the clusters' service
+                # accounts (one auth mount here, for the staging cluster's API).
+                await bot.ports.adapters.vault.ensure_kubernetes_auth(
+                    clusters["sandbox-staging"].url, ca_cert=ca, disable_local_ca_jwt=True
+                )
             await bot.start()
             stack.push_async_callback(bot.stop)
             sender = SlackSender(

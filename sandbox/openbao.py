@@ -121,3 +121,35 @@ class OpenBaoDevServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def throwaway_ca(directory: Path, *, name: str = "kubernetes-test-ca") -> str:
+    """A self-signed CA certificate (PEM) valid for a day, standing in for a cluster's:
+    OpenBao's Kubernetes auth wants one when it may not use its own pod's."""
+    key, cert = directory / "ca.key", directory / "ca.crt"
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise OpenBaoUnavailable("openssl is not installed; it makes the throwaway CA")
+    subprocess.run(  # noqa: S603 - a fixed argv
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert.read_text()

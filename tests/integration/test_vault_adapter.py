@@ -6,7 +6,6 @@ on disk, and the server is stopped at the end of the module.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 
 import hvac
@@ -14,7 +13,7 @@ import hvac.exceptions
 import pytest
 
 from adapters.vault import VaultError, VaultSecretStore
-from sandbox.openbao import OpenBaoDevServer, OpenBaoUnavailable, free_port
+from sandbox.openbao import OpenBaoDevServer, OpenBaoUnavailable, free_port, throwaway_ca
 
 ROOT_TOKEN = "root"
 K8S = "https://kubernetes.example:6443"
@@ -37,30 +36,7 @@ def bao_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cluster_ca(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A throwaway self-signed CA certificate (PEM), standing in for the cluster's."""
-    directory = tmp_path_factory.mktemp("ca")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=kubernetes-test-ca",
-            "-days",
-            "1",
-            "-keyout",
-            str(directory / "ca.key"),
-            "-out",
-            str(directory / "ca.crt"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return (directory / "ca.crt").read_text()
+    return throwaway_ca(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture

@@ -1,0 +1,725 @@
+"""`/platform new-service` on in-memory fakes: parsing, validation, the modal, the steps.
+
+The fakes of GitLab, Kubernetes and Vault below are small honest versions of the
+Protocols in adapters.protocols: they keep what exists and count what they were asked to
+change, so a test can tell "created" from "found".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters import Adapters
+from adapters.protocols import (
+    AdapterError,
+    CiVariable,
+    NamespaceSpec,
+    NamespaceState,
+    Pipeline,
+    Project,
+    ServiceSecrets,
+)
+from bot.domain import (
+    Action,
+    Click,
+    RunId,
+    SlackChannelId,
+    SlackTeamId,
+    Step,
+    StepContext,
+    StepFailed,
+    Submission,
+    UsageError,
+)
+from bot.ports import Context, Ports
+from catalog import Catalog
+from commands.base import Arguments
+from commands.new_service import (
+    CleanUpButton,
+    CleanUpExecutor,
+    CleanUpService,
+    NewService,
+    NewServiceCommand,
+    NewServiceExecutor,
+    NewServiceForm,
+    name_problem,
+)
+from tests.unit.fakes import (
+    ALICE,
+    BOB,
+    DAVE,
+    ERIN,
+    FakeChanges,
+    FakeMessenger,
+    FakeModals,
+    FakeRuns,
+    FakeServiceRegistry,
+    make_context,
+    sample_catalog,
+)
+
+TEMPLATE_YML = """\
+name: tiny-api
+title: Tiny API
+description: A test template
+parameters:
+  - name: port
+    type: integer
+    default: 8080
+    min: 1024
+    max: 65535
+  - name: runtime
+    title: Runtime
+    type: enum
+    enum: ["20", "22"]
+    default: "22"
+"""
+
+
+# -- fakes of the adapter Protocols ---------------------------------------------------------
+
+
+class FakeCodeHost:
+    """`CodeHost` in dicts: projects by path, their files, variables, protected branches."""
+
+    def __init__(self, existing: tuple[str, ...] = ()) -> None:
+        self.projects: dict[str, Project] = {}
+        self.files: dict[int, dict[str, str]] = {}
+        self.commits: dict[int, int] = {}
+        self.variables: dict[int, dict[tuple[str, str], str]] = {}
+        self.protected: dict[int, set[str]] = {}
+        self.fail_commit: str | None = None
+        for path in existing:
+            group, name = path.rsplit("/", 1)
+            self._create(group, name)
+
+    def _create(self, group: str, name: str) -> Project:
+        project = Project(
+            id=len(self.projects) + 1,
+            path_with_namespace=f"{group}/{name}",
+            web_url=f"https://gitlab.example.com/{group}/{name}",
+            default_branch="main",
+        )
+        self.projects[project.path_with_namespace] = project
+        self.files[project.id], self.commits[project.id] = {}, 0
+        self.variables[project.id], self.protected[project.id] = {}, set()
+        return project
+
+    async def find_project(self, path_with_namespace: str) -> Project | None:
+        return self.projects.get(path_with_namespace)
+
+    async def ensure_project(self, *, group: str, name: str, description: str) -> Project:
+        return self.projects.get(f"{group}/{name}") or self._create(group, name)
+
+    async def commit_files(
+        self, project_id: int, *, branch: str, message: str, files: dict[str, str]
+    ) -> str | None:
+        if self.fail_commit is not None:
+            raise AdapterError("GitLab", self.fail_commit, status=500)
+        if all(self.files[project_id].get(p) == c for p, c in files.items()):
+            return None
+        self.files[project_id].update(files)
+        self.commits[project_id] += 1
+        return f"commit-{self.commits[project_id]}"
+
+    async def ensure_variables(self, project_id: int, variables: list[CiVariable]) -> int:
+        changed = 0
+        for v in variables:
+            if self.variables[project_id].get((v.key, v.environment_scope)) != v.value:
+                self.variables[project_id][(v.key, v.environment_scope)] = v.value
+                changed += 1
+        return changed
+
+    async def protect_branch(self, project_id: int, branch: str) -> bool:
+        new = branch not in self.protected[project_id]
+        self.protected[project_id].add(branch)
+        return new
+
+    async def pipelines(self, project_id: int, *, ref: str | None = None) -> list[Pipeline]:
+        return []
+
+    async def delete_project(self, path_with_namespace: str) -> bool:
+        return self.projects.pop(path_with_namespace, None) is not None
+
+
+@dataclass
+class FakeCluster:
+    namespaces: dict[str, NamespaceSpec] = field(default_factory=dict)
+    created: int = 0
+
+    async def ensure_namespace(self, spec: NamespaceSpec) -> list[str]:
+        if spec.name in self.namespaces:
+            return []
+        self.namespaces[spec.name] = spec
+        self.created += 1
+        return [f"Namespace/{spec.name}", f"ServiceAccount/{spec.service_account}"]
+
+    async def describe_namespace(self, name: str) -> NamespaceState | None:
+        spec = self.namespaces.get(name)
+        return None if spec is None else NamespaceState(name, {"team": spec.team}, {})
+
+    async def delete_namespace(self, name: str) -> bool:
+        return self.namespaces.pop(name, None) is not None
+
+
+class FakeClusters:
+    def __init__(self, contexts: list[str]) -> None:
+        self.by_context = {c: FakeCluster() for c in contexts}
+
+    def cluster(self, context: str) -> FakeCluster:
+        if context not in self.by_context:
+            raise AdapterError("Kubernetes", f"no context {context}")
+        return self.by_context[context]
+
+    def contexts(self) -> list[str]:
+        return list(self.by_context)
+
+
+class FakeVault:
+    """`SecretStore` as three sets: KV paths, policies (with their paths), roles."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+        self.policies: dict[str, list[str]] = {}
+        self.roles: dict[str, tuple[str, str]] = {}
+        self.writes = 0
+
+    async def ensure_kv_path(self, team: str, service: str, env: str) -> str:
+        path = f"{team}/{service}/{env}"
+        if path not in self.paths:
+            self.paths.add(path)
+            self.writes += 1
+        return path
+
+    async def ensure_policy(self, name: str, paths: list[str]) -> bool:
+        if self.policies.get(name) == paths:
+            return False
+        self.policies[name] = paths
+        self.writes += 1
+        return True
+
+    async def ensure_kubernetes_auth(
+        self, host: str, *, ca_cert: str | None = None, disable_local_ca_jwt: bool = False
+    ) -> bool:
+        return False
+
+    async def ensure_kubernetes_role(
+        self,
+        name: str,
+        *,
+        service_account: str,
+        namespace: str,
+        policies: list[str],
+        ttl: str = "1h",
+    ) -> bool:
+        if self.roles.get(name) == (service_account, namespace):
+            return False
+        self.roles[name] = (service_account, namespace)
+        self.writes += 1
+        return True
+
+    async def describe(
+        self, team: str, service: str, env: str, *, policy: str, role: str
+    ) -> ServiceSecrets:
+        path = f"{team}/{service}/{env}"
+        return ServiceSecrets(path, path in self.paths, policy in self.policies, role in self.roles)
+
+    async def delete_service(
+        self, team: str, service: str, env: str, *, policy: str, role: str
+    ) -> None:
+        self.paths.discard(f"{team}/{service}/{env}")
+        self.policies.pop(policy, None)
+        self.roles.pop(role, None)
+
+
+class RunsWithActions:
+    """`RunControl` that also reads a Run's Action, over a FakeRuns."""
+
+    def __init__(self, runs: FakeRuns) -> None:
+        self.runs = runs
+        self.closed: set[RunId] = set()
+
+    def _find(self, run_id: RunId) -> Any:
+        return next((s for r, s in self.runs.runs.values() if r == run_id), None)
+
+    async def retry(self, run_id: RunId, *, by: Any) -> bool:
+        return False
+
+    async def requested_by(self, run_id: RunId) -> Any:
+        found = self._find(run_id)
+        return None if found is None else found.requested_by
+
+    async def action(self, run_id: RunId) -> Action | None:
+        found = self._find(run_id)
+        return None if found is None else found.action
+
+    async def close(self, run_id: RunId, *, by: Any, reason: str) -> bool:
+        """Every Run these fakes know is a failed one; closing it works once."""
+        if self._find(run_id) is None or run_id in self.closed:
+            return False
+        self.closed.add(run_id)
+        return True
+
+
+# -- a world of fakes ------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    catalog: Catalog
+    gitlab: FakeCodeHost
+    clusters: FakeClusters
+    vault: FakeVault
+    runs: FakeRuns
+    changes: FakeChanges
+    messenger: FakeMessenger
+    modals: FakeModals
+    registry: FakeServiceRegistry
+
+    def context(self, user: str = ALICE, *, request_key: str = "trigger-1") -> Context:
+        base = make_context(user, self.catalog, request_key=request_key)
+        return Context(
+            user=base.user,
+            channel=SlackChannelId("C01PAYMENTS"),
+            team=base.team,
+            request_key=request_key,
+            ports=self.ports(base.ports),
+        )
+
+    def ports(self, base: Ports) -> Ports:
+        return replace(
+            base,
+            catalog=self.catalog,
+            runs=self.runs,
+            run_control=RunsWithActions(self.runs),
+            messenger=self.messenger,
+            modals=self.modals,
+            adapters=Adapters(gitlab=self.gitlab, kubernetes=self.clusters, vault=self.vault),
+            changes=self.changes,
+            services=self.registry,
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    folder = tmp_path / "templates" / "tiny-api"
+    (folder / "skeleton").mkdir(parents=True)
+    (folder / "template.yml").write_text(TEMPLATE_YML)
+    (folder / "skeleton" / "README.md").write_text(
+        "# {{ service }}\n\n{{ description }}\n\nport {{ port }}, node {{ runtime }}\n"
+    )
+    (folder / "skeleton" / "deploy").mkdir()
+    (folder / "skeleton" / "deploy" / "{{ service }}.yml").write_text(
+        "team: {{ team }}\nenvironments: {{ environments | join(',') }}\n"
+    )
+    model = sample_catalog().model.model_copy(
+        update={"templates_dir": str(tmp_path / "templates")}, deep=True
+    )
+    catalog = Catalog(model)
+    runs = FakeRuns()
+    contexts = sorted({e.cluster for e in model.environments.values()})
+    return World(
+        catalog=catalog,
+        gitlab=FakeCodeHost(existing=("payments/ghost",)),
+        clusters=FakeClusters(contexts),
+        vault=FakeVault(),
+        runs=runs,
+        changes=FakeChanges(runs),
+        messenger=FakeMessenger(),
+        modals=FakeModals(),
+        registry=FakeServiceRegistry(catalog),
+    )
+
+
+async def typed(world: World, text: str, *, user: str = ALICE) -> str:
+    """What the person sees for `/platform new-service <text>`."""
+    command = NewServiceCommand()
+    args = Arguments(text.split(), usage=command.full_usage())
+    try:
+        reply = await command.run(world.context(user), args)
+    except UsageError as exc:
+        return exc.message
+    return reply.text
+
+
+# -- names -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("Invoices", "Use lowercase letters: `invoices`."),
+        ("a" * 64, "Use at most 40 characters (this one has 64)."),
+        ("../x", "Start with a letter, end with a letter or digit"),
+        ("façade", "Use only the letters a-z, digits and `-` (no accents or other scripts)."),
+        ("rechnung-ü", "no accents or other scripts"),
+        ("-api", "Start with a letter"),
+        ("api-", "Start with a letter"),
+        ("for", "`for` is a reserved word; pick another name."),
+        ("namespace", "`namespace` is a reserved word"),
+        ("kube-system", "`kube-system` is a reserved word"),
+        ("", "Type a name for the service"),
+    ],
+)
+def test_a_bad_name_says_what_to_type_instead(name: str, says: str) -> None:
+    problem = name_problem(name)
+    assert problem is not None and says in problem
+
+
+def test_good_names_pass() -> None:
+    assert name_problem("invoice-api") is None
+    assert name_problem("a" * 40) is None
+    assert name_problem("tiny-api", templates=["tiny-api"]) == (
+        "`tiny-api` is a reserved word; pick another name."
+    )
+
+
+async def test_typed_names_are_checked_with_everything_else(world: World) -> None:
+    said = await typed(world, "tiny-api Invoices --team payments")
+    assert "Nothing was created" in said and "Use lowercase letters: `invoices`." in said
+    said = await typed(world, "tiny-api tiny-api --team payments")
+    assert "`tiny-api` is a reserved word" in said  # the template's own name
+    said = await typed(world, "tiny-api " + "x" * 64 + " --team payments")
+    assert "at most 40 characters (this one has 64)" in said
+    said = await typed(world, "tiny-api ../x --team payments")
+    assert "Start with a letter" in said
+    assert world.changes.proposals == []
+
+
+async def test_a_name_in_gitlab_but_not_in_the_catalog_is_refused(world: World) -> None:
+    said = await typed(world, "tiny-api ghost --team payments")
+    assert "GitLab already has a project `payments/ghost`; pick another name." in said
+    # the same name in another team's group is free
+    said = await typed(world, "tiny-api ghost --team search", user=DAVE)
+    assert said.startswith("Creating `ghost`")
+
+
+async def test_a_name_in_the_catalog_is_refused(world: World) -> None:
+    said = await typed(world, "tiny-api checkout --team payments")
+    assert "`checkout` is already in the catalog (owned by `payments`)." in said
+
+
+# -- teams and rights ------------------------------------------------------------------------
+
+
+async def test_an_unknown_team_gets_a_did_you_mean(world: World) -> None:
+    said = await typed(world, "tiny-api invoices --team paymnts")
+    assert "No team named 'paymnts'; did you mean 'payments'?" in said
+
+
+async def test_only_members_and_admins_create_for_a_team(world: World) -> None:
+    said = await typed(world, "tiny-api invoices --team payments", user=ERIN)
+    assert "You are not in team `payments`" in said
+    said = await typed(world, "tiny-api invoices --team payments", user=BOB)  # sre, not payments
+    assert "You are not in team `payments`" in said
+    said = await typed(world, "tiny-api invoices --team payments", user=DAVE)  # admin
+    assert said.startswith("Creating `invoices`")
+
+
+async def test_a_missing_team_says_how_to_name_it(world: World) -> None:
+    assert (await typed(world, "tiny-api invoices")).startswith("Say which team owns it")
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+async def test_parameters_are_typed_and_defaults_applied(world: World) -> None:
+    said = await typed(world, "tiny-api invoices --team payments --param port=9000")
+    assert said.startswith("Creating `invoices`")
+    action = world.changes.proposals[0]["action"]
+    assert isinstance(action, NewService)
+    assert action.parameters == {"port": 9000, "runtime": "22"}
+    assert action.repository == "payments/invoices"
+    assert action.environments == ("staging", "prod", "prod-eu")
+    assert world.changes.proposals[0]["idempotency_key"] == "new-service:trigger-1"
+    assert world.changes.proposals[0]["reply_channel"] == "C01PAYMENTS"
+
+
+async def test_bad_parameters_say_what_is_accepted(world: World) -> None:
+    said = await typed(world, "tiny-api invoices --team payments --param port=80 --param rt=20")
+    assert "port must be at least 1024" in said
+    assert "rt is not a parameter of tiny-api" in said
+    said = await typed(world, "tiny-api invoices --team payments --param port")
+    assert "`port` is not `key=value`" in said
+
+
+async def test_an_unknown_template_lists_the_known_ones(world: World) -> None:
+    said = await typed(world, "rust-api invoices --team payments")
+    assert "There is no template `rust-api`; use one of `tiny-api`." in said
+
+
+# -- the modal -------------------------------------------------------------------------------
+
+
+async def test_no_arguments_open_the_modal(world: World) -> None:
+    said = await typed(world, "")
+    assert said.startswith("Fill in the form")
+    (view,) = world.modals.opened
+    ids = [b["block_id"] for b in view["blocks"]]
+    assert ids == [
+        "template",
+        "name",
+        "team",
+        "description",
+        "param.tiny-api.port",
+        "param.tiny-api.runtime",
+    ]
+    team = view["blocks"][2]["element"]
+    assert team["initial_option"]["value"] == "payments"  # alice's team first
+    assert [o["value"] for o in team["options"]] == ["payments", "search", "sre"]
+    assert view["blocks"][5]["element"]["initial_option"]["value"] == "22"
+    assert view["private_metadata"] == '{"channel": "C01PAYMENTS"}'
+
+
+def submission(values: dict[str, Any], *, user: str = ALICE) -> Submission:
+    return Submission(
+        user=ALICE if user == ALICE else user,  # type: ignore[arg-type]
+        team=SlackTeamId("T0SANDBOX"),
+        callback_id="newservice",
+        view_id="V123",
+        private_metadata='{"channel": "C01PAYMENTS"}',
+        values=values,
+        trigger_id=None,
+    )
+
+
+async def test_the_form_answers_errors_by_block(world: World) -> None:
+    errors = await NewServiceForm().submit(
+        world.context(),
+        submission(
+            {
+                "template": "tiny-api",
+                "name": "Bad Name",
+                "team": "sre",
+                "description": None,
+                "param.tiny-api.port": "eighty",
+            }
+        ),
+    )
+    assert errors == {
+        "name": "Use lowercase letters: 'bad-name'.",
+        "team": "You are not in team 'sre'. Ask someone in it (or a platform admin) to create "
+        "the service, or choose your own team.",
+        "param.tiny-api.port": "port must be a whole number, like 8080",
+    }
+    assert world.changes.proposals == []
+
+
+async def test_a_good_form_proposes_once_per_view(world: World) -> None:
+    values = {"template": "tiny-api", "name": "invoices", "team": "payments", "description": "x"}
+    assert await NewServiceForm().submit(world.context(), submission(values)) is None
+    assert await NewServiceForm().submit(world.context(), submission(values)) is None
+    assert len(world.runs.runs) == 1  # Slack's retry of the same view is the same Run
+    proposal = world.changes.proposals[0]
+    assert proposal["idempotency_key"] == "new-service:view:V123"
+    assert proposal["reply_channel"] == "C01PAYMENTS"
+
+
+# -- the steps -------------------------------------------------------------------------------
+
+
+def new_service(**changes: Any) -> NewService:
+    fields: dict[str, Any] = {
+        "service": "invoices",
+        "template": "tiny-api",
+        "team": "payments",
+        "description": "Invoices for <!channel>",
+        "parameters": {"port": 8080, "runtime": "22"},
+        "environments": ("staging", "prod"),
+        "repository": "payments/invoices",
+    }
+    return NewService(**{**fields, **changes})
+
+
+async def run_steps(steps: Any, action: Action, outputs: dict[str, Any] | None = None) -> Any:
+    outputs = {} if outputs is None else outputs
+    reports: list[str] = []
+
+    async def report(detail: str) -> None:
+        reports.append(detail)
+
+    for step in steps:
+        assert isinstance(step, Step)
+        if step.name in outputs:
+            continue
+        context = StepContext(RunId("run-1"), action, ALICE, outputs, 1, report)
+        outputs[step.name] = await step.run(context) or {}
+    return outputs, reports
+
+
+async def test_every_step_runs_and_a_second_run_changes_nothing(world: World) -> None:
+    executor = NewServiceExecutor(world.ports(world.context().ports))
+    action = new_service()
+    outputs, reports = await run_steps(executor.steps(action), action)
+    project = world.gitlab.projects["payments/invoices"]
+    files = world.gitlab.files[project.id]
+    assert sorted(files) == ["README.md", "deploy/invoices.yml"]
+    assert "Invoices for <!channel>" in files["README.md"]  # rendered as data, escaped in Slack
+    assert files["deploy/invoices.yml"] == "team: payments\nenvironments: staging,prod\n"
+    assert world.gitlab.variables[project.id][("KUBE_NAMESPACE", "prod")] == "invoices-prod"
+    assert world.gitlab.protected[project.id] == {"main"}
+    staging = world.clusters.by_context["sandbox-staging"].namespaces["invoices-staging"]
+    assert (staging.team, staging.rbac_group, staging.service_account) == (
+        "payments",
+        "payments",
+        "invoices",
+    )
+    assert world.vault.policies["payments-invoices-prod"] == ["payments/invoices/prod"]
+    assert world.vault.roles["payments-invoices-prod"] == ("invoices", "invoices-prod")
+    assert world.catalog.service("invoices").repository == "payments/invoices"
+    ((channel, text),) = world.messenger.posts
+    assert channel == "#payments" and "payments/invoices" in text
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    assert outputs["vault"]["paths"] == {
+        "staging": "payments/invoices/staging",
+        "prod": "payments/invoices/prod",
+    }
+    assert "committing 2 files to payments/invoices" in reports
+
+    writes, created = world.vault.writes, world.clusters.by_context["sandbox-prod"].created
+    await run_steps(executor.steps(action), action)  # as after a crash before checkpoints
+    assert world.gitlab.commits[project.id] == 1
+    assert world.vault.writes == writes
+    assert world.clusters.by_context["sandbox-prod"].created == created
+
+
+async def test_a_gitlab_failure_fails_the_step_with_its_message(world: World) -> None:
+    world.gitlab.fail_commit = "500 Internal Server Error"
+    executor = NewServiceExecutor(world.ports(world.context().ports))
+    with pytest.raises(StepFailed, match="500 Internal Server Error"):
+        await run_steps(executor.steps(new_service()), new_service())
+
+
+async def test_a_missing_adapter_says_which_setting_configures_it(world: World) -> None:
+    ports = world.ports(world.context().ports)
+    bare = replace(ports, adapters=Adapters())
+    with pytest.raises(StepFailed, match=r"GitLab is not configured on this bot \(set GITLAB_URL"):
+        await run_steps(NewServiceExecutor(bare).steps(new_service()), new_service())
+
+
+async def test_clean_up_removes_everything_and_tolerates_what_is_gone(world: World) -> None:
+    ports = world.ports(world.context().ports)
+    action = new_service()
+    await run_steps(NewServiceExecutor(ports).steps(action), action)
+    cleanup = CleanUpService(
+        service="invoices",
+        team="payments",
+        environments=("staging", "prod"),
+        repository="payments/invoices",
+    )
+    steps = CleanUpExecutor(ports).steps(cleanup)
+    assert [s.name for s in steps] == ["catalog", "vault", "kubernetes", "gitlab"]
+    outputs, _ = await run_steps(steps, cleanup)
+    assert outputs["gitlab"] == {"deleted": "payments/invoices"}
+    assert "payments/invoices" not in world.gitlab.projects
+    assert all(not c.namespaces for c in world.clusters.by_context.values())
+    assert (world.vault.paths, world.vault.policies, world.vault.roles) == (set(), {}, {})
+    assert "invoices" not in world.catalog.model.services
+    again, _ = await run_steps(steps, cleanup)  # nothing left: still fine
+    assert again["gitlab"] == {"deleted": None} and again["kubernetes"] == {"deleted": []}
+
+
+async def test_clean_up_never_removes_a_service_from_platform_yml(world: World) -> None:
+    ports = world.ports(world.context().ports)
+    registry = FakeServiceRegistry(world.catalog)
+
+    async def refuse(name: Any, *, by: Any) -> bool:
+        raise ValueError(f"service '{name}' is defined in platform.yml")
+
+    registry.unregister = refuse  # type: ignore[method-assign]
+    ports = replace(ports, services=registry)
+    cleanup = CleanUpService(
+        service="checkout", team="payments", environments=("staging",), repository="x/y"
+    )
+    with pytest.raises(StepFailed, match=r"defined in platform\.yml"):
+        await run_steps(CleanUpExecutor(ports).steps(cleanup), cleanup)
+
+
+# -- the Clean up button ---------------------------------------------------------------------
+
+
+def click(user: str, run_id: str) -> Click:
+    return Click(
+        user=user,  # type: ignore[arg-type]
+        team=SlackTeamId("T0SANDBOX"),
+        action_id="newservice.cleanup",
+        value=run_id,
+        channel=SlackChannelId("C01PAYMENTS"),
+        message_ts="1.0",
+        response_url=None,
+        trigger_id=None,
+    )
+
+
+async def test_clean_up_is_for_the_requester_or_an_admin(world: World) -> None:
+    submitted = await world.runs.submit(
+        new_service(), requested_by=ALICE, idempotency_key="k", reply_channel=None
+    )
+    button = CleanUpButton()
+    refused = await button.click(world.context(BOB), click(BOB, submitted.run_id))
+    assert refused is not None and refused.text.startswith("Only <@U01ALICE>")
+    assert world.changes.proposals == []
+
+    done = await button.click(world.context(ALICE), click(ALICE, submitted.run_id))
+    assert done is not None and done.text.startswith("Cleaning up `invoices`")
+    cleanup = world.changes.proposals[0]["action"]
+    assert cleanup == CleanUpService(
+        service="invoices",
+        team="payments",
+        environments=("staging", "prod"),
+        repository="payments/invoices",
+    )
+    again = await button.click(world.context(DAVE), click(DAVE, submitted.run_id))
+    assert again is not None and again.text.startswith("Clean up was already asked for")
+
+
+async def test_clean_up_of_a_run_that_is_not_a_new_service_does_nothing(world: World) -> None:
+    submitted = await world.runs.submit(
+        CleanUpService(service="x", team="payments", environments=("staging",), repository="a/x"),
+        requested_by=ALICE,
+        idempotency_key="k2",
+    )
+    button = CleanUpButton()
+    for run_id in (submitted.run_id, "forged"):
+        reply = await button.click(world.context(ALICE), click(ALICE, run_id))
+        assert reply is not None and reply.text.startswith("That is not a new-service Run")
+    assert world.changes.proposals == []
+
+
+async def test_a_name_whose_namespace_exists_is_refused(world: World) -> None:
+    cluster = world.clusters.by_context["sandbox-prod"]
+    cluster.namespaces["orders-prod"] = NamespaceSpec(
+        "orders-prod", "search", "orders", "prod", "search", "orders"
+    )
+    said = await typed(world, "tiny-api orders --team payments")
+    assert "The namespace `orders-prod` already exists in prod." in said
+
+
+async def test_names_too_long_with_team_and_environment_are_refused(world: World) -> None:
+    world.catalog.model.teams["a" * 30] = world.catalog.model.teams["payments"]
+    said = await typed(world, f"tiny-api {'b' * 30} --team {'a' * 30}", user=DAVE)
+    assert f"`{'a' * 30}-{'b' * 30}-staging` is too long for Vault; use at most 24" in said
+
+
+async def test_only_the_steps_the_template_asks_for_run(world: World) -> None:
+    executor = NewServiceExecutor(world.ports(world.context().ports))
+    action = new_service(steps=("gitlab", "catalog", "slack"))
+    assert [s.name for s in executor.steps(action)] == ["gitlab", "catalog", "slack"]
+    await run_steps(executor.steps(action), action)
+    assert all(not c.namespaces for c in world.clusters.by_context.values())
+    assert world.vault.paths == set()
+    ((_, text),) = world.messenger.posts
+    assert "*Vault:* none" in text
+
+
+async def test_a_refused_change_is_said_to_the_requester(world: World) -> None:
+    world.changes.refuse = "A new-service of `new-service/invoices` is in progress."
+    said = await typed(world, "tiny-api invoices --team payments")
+    assert said == "A new-service of `new-service/invoices` is in progress."
+    values = {"template": "tiny-api", "name": "invoices", "team": "payments"}
+    errors = await NewServiceForm().submit(world.context(), submission(values))
+    assert errors == {"name": "A new-service of 'new-service/invoices' is in progress."}
