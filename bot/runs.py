@@ -263,6 +263,38 @@ class RunEngine:
         self.wakeup.set()
         return requeued
 
+    async def action(self, run_id: RunId) -> Action | None:
+        def read(session: Session) -> Action | None:
+            row = session.get(RunRow, run_id)
+            return None if row is None else self._action_or_none(row)
+
+        return await self.db.run(read)
+
+    async def close(self, run_id: RunId, *, by: SlackUserId, reason: str) -> bool:
+        def close_failed(session: Session) -> bool:
+            changed = session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.state == "failed")
+                .values(state="cancelled", error=reason)
+            )
+            if not getattr(changed, "rowcount", 0):
+                return False
+            row = session.get_one(RunRow, run_id)
+            _audit(
+                session,
+                by,
+                "run.closed",
+                run_id,
+                self._action_or_none(row),
+                detail={"reason": reason},
+            )
+            self.show_progress(session, run_id)
+            return True
+
+        closed = await self.db.run(close_failed)
+        self.outbox.notify()
+        return closed
+
     async def requested_by(self, run_id: RunId) -> SlackUserId | None:
         row = await self.db.run(lambda s: s.get(RunRow, run_id))
         return SlackUserId(row.requested_by) if row is not None else None

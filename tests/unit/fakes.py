@@ -259,11 +259,28 @@ class FakeApprovalDesk:
 
 
 class FakeRunControl:
+    """Knows the Runs given to it: run id -> (requester, Action, state)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, tuple[str, Action, str]] = {}
+
     async def retry(self, run_id: Any, *, by: Any) -> bool:
         return False
 
     async def requested_by(self, run_id: Any) -> Any:
-        return None
+        found = self.runs.get(run_id)
+        return found[0] if found else None
+
+    async def action(self, run_id: Any) -> Action | None:
+        found = self.runs.get(run_id)
+        return found[1] if found else None
+
+    async def close(self, run_id: Any, *, by: Any, reason: str) -> bool:
+        found = self.runs.get(run_id)
+        if found is None or found[2] != "failed":
+            return False
+        self.runs[run_id] = (found[0], found[1], "cancelled")
+        return True
 
 
 def make_context(
