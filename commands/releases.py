@@ -342,8 +342,8 @@ async def live_deployments(cluster: Cluster, target: Target) -> list[RolloutStat
     if not statuses:
         raise UsageError(
             f"No Deployment labelled `{escape(target.selector)}` in namespace "
-            f"`{escape(target.namespace)}` (cluster `{escape(target.environment.cluster)}`), "
-            f"so {target.where} has nothing to change."
+            f"`{escape(target.namespace)}` (cluster `{escape(target.environment.cluster)}`): "
+            f"{target.where} is not deployed yet (its pipeline's deploy job does that)."
         )
     return sorted(statuses, key=lambda s: s.deployment)
 
