@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from adapters import Adapters
 from adapters.protocols import AdapterError
-from bot.alert_intake import AlertIntake, with_alerts
+from bot.alert_intake import AlertIntake
 from bot.audit import DatabaseAuditLog
 from bot.changes import ChangeGate
 from bot.db import Database, DatabaseUnavailable
@@ -70,6 +70,7 @@ class PlatformBot:
     client: AsyncWebClient
     registry: DatabaseServiceRegistry
     ports: Ports
+    gate: ChangeGate
     alerts: AlertIntake
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     port: int | None = None
@@ -125,8 +126,7 @@ class PlatformBot:
 
     async def _sweep_approvals(self) -> None:
         """Expire approval requests nobody decided in time (every few seconds)."""
-        if isinstance(self.ports.changes, ChangeGate):
-            await self.ports.changes.sweep(self.stop_event)
+        await self.gate.sweep(self.stop_event)
 
     async def stop(self) -> None:
         self.stop_event.set()
@@ -186,6 +186,17 @@ def build_app(
     engine = RunEngine(db, outbox, metrics, (), worker_id=worker_id, lease=run_lease)
     registry = DatabaseServiceRegistry(db, catalog)
     directory = directory or SlackDirectory(client)
+    gate = ChangeGate(engine, catalog=catalog, directory=directory)
+    if adapters is None:
+        adapters = build_adapters(settings, catalog)
+    webhook_token = settings.alertmanager_webhook_token
+    alert_intake = AlertIntake(
+        db,
+        outbox,
+        catalog,
+        token=webhook_token.get_secret_value() if webhook_token else None,
+        grafana=adapters.grafana,
+    )
     ports = Ports(
         catalog=catalog,
         directory=directory,
@@ -194,19 +205,12 @@ def build_app(
         run_control=engine,
         messenger=OutboxMessenger(outbox),
         modals=SlackModals(client),
-        adapters=adapters if adapters is not None else build_adapters(settings, catalog),
-        changes=ChangeGate(engine, catalog=catalog, directory=directory),
+        adapters=adapters,
+        changes=gate,
         services=registry,
+        approvals=gate,
+        alerts=alert_intake,
     )
-    webhook_token = settings.alertmanager_webhook_token
-    alert_intake = AlertIntake(
-        db,
-        outbox,
-        catalog,
-        token=webhook_token.get_secret_value() if webhook_token else None,
-        grafana=ports.adapters.grafana,
-    )
-    ports = with_alerts(ports, alert_intake)
     features = discover_features()
     engine.register([*features.executors(ports), *executors])
     door = SlackFrontDoor(
@@ -242,6 +246,7 @@ def build_app(
         client=client,
         registry=registry,
         ports=ports,
+        gate=gate,
         alerts=alert_intake,
     )
 

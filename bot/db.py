@@ -139,12 +139,19 @@ class RegisteredServiceRow(Base):
 
 
 class ApprovalRow(Base):
-    """A request for approval of one Run's Action, bound to its fingerprint."""
+    """A request for approval of one Run's Action, bound to its fingerprint.
+
+    `rule` is the approval requirement it was asked under (approvals.policy.Requirement),
+    kept so a later config change never moves the goalposts of an open request.
+    `state` moves pending -> approved / rejected / expired / stale, once (conditional UPDATE).
+    """
 
     __tablename__ = "approvals"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), index=True, unique=True
+    )
     fingerprint: Mapped[str] = mapped_column(String(64))
     policy: Mapped[str] = mapped_column(String(120))
     required: Mapped[int] = mapped_column(Integer, default=1)
@@ -156,10 +163,15 @@ class ApprovalRow(Base):
     expires_at: Mapped[datetime]
     decided_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rule: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    closed_reason: Mapped[str | None] = mapped_column(Text)
+    """Why it closed: the rejection's reason, or what made it stale."""
+
+    __table_args__ = (Index("ix_approvals_state_expires", "state", "expires_at"),)
 
 
 class ApprovalVoteRow(Base):
-    """One person's vote on an approval request; one per person."""
+    """One person's vote on an approval request; one per person (a unique constraint)."""
 
     __tablename__ = "approval_votes"
 
@@ -213,7 +225,12 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_outbox_state_id", "state", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_state_id", "state", "id"),
+        # updates and thread replies look up pending rows of one message
+        Index("ix_outbox_message_key", "message_key"),
+        Index("ix_outbox_thread_key", "thread_key"),
+    )
 
 
 class SlackMessageRow(Base):
@@ -234,6 +251,82 @@ class ProcessedRequestRow(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class AlertNotificationRow(Base):
+    """One Alertmanager webhook delivery, stored as received until the worker applies it.
+
+    The receiver answers 200 only after this row is committed, so a restart loses nothing.
+    `state` moves pending -> done (or failed, with the reason, for a payload that crashed).
+    """
+
+    __tablename__ = "alert_notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_key_hash: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_alert_notifications_state_id", "state", "id"),)
+
+
+class AlertGroupRow(Base):
+    """One Alertmanager group (`groupKey`) and its Slack thread (message key `alert:<id>`).
+
+    `group_key_hash` (sha256 of the groupKey) is unique, so HA duplicates and racing
+    replicas make one row, hence one thread.
+    """
+
+    __tablename__ = "alert_groups"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    group_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    group_key: Mapped[str] = mapped_column(Text)
+    receiver: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(80))
+    route_note: Mapped[str | None] = mapped_column(Text)
+    """Why the group went to the fallback channel (e.g. an unknown service)."""
+    common_labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    common_annotations: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    external_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="firing")
+    rendered: Mapped[str | None] = mapped_column(String(64))
+    """Hash of the parent message last enqueued, so identical updates are not sent."""
+    reply_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    """When the coalesced thread reply for changes not yet told is due; None: nothing to tell."""
+    acked_by: Mapped[str | None] = mapped_column(String(40))
+    acked_at: Mapped[datetime | None]
+    silence_id: Mapped[str | None] = mapped_column(String(80))
+    silenced_by: Mapped[str | None] = mapped_column(String(40))
+    silenced_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AlertRow(Base):
+    """One alert of a group, by fingerprint; older updates never overwrite newer ones."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("alert_groups.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]
+    generator_url: Mapped[str | None] = mapped_column(Text)
+    announced: Mapped[str | None] = mapped_column(String(20))
+    """The status last told in the thread; differs from `status` until the next reply."""
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("group_id", "fingerprint", name="uq_alerts_group_fingerprint"),
+    )
 
 
 class DatabaseUnavailable(Exception):

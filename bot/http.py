@@ -1,6 +1,7 @@
 """The HTTP server: Slack's request URL and the endpoints operators and probes use.
 
 POST /slack/events   commands, interactivity and events (signed by Slack)
+POST /alerts/alertmanager  Alertmanager's webhook (bearer token; bot.alert_intake)
 GET  /healthz        the process is up
 GET  /readyz         the database answers (503 otherwise)
 GET  /metrics        Prometheus metrics
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -24,12 +26,23 @@ from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 MAX_BODY = 1024 * 1024
 """Slack's payloads are far smaller; anything larger is refused with 413."""
 
 
-def build_web_app(*, bolt: AsyncApp | None, db: Database, metrics: Metrics) -> web.Application:
-    """The aiohttp application; `bolt` is None in Socket Mode (no request URL needed)."""
+def build_web_app(
+    *,
+    bolt: AsyncApp | None,
+    db: Database,
+    metrics: Metrics,
+    alertmanager: Handler | None = None,
+) -> web.Application:
+    """The aiohttp application; `bolt` is None in Socket Mode (no request URL needed).
+
+    `alertmanager` handles the Alertmanager webhook (it reads its body itself, bounded).
+    """
 
     async def slack_events(request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -68,6 +81,8 @@ def build_web_app(*, bolt: AsyncApp | None, db: Database, metrics: Metrics) -> w
     app = web.Application(client_max_size=MAX_BODY)
     if bolt is not None:
         app.router.add_post("/slack/events", slack_events)
+    if alertmanager is not None:
+        app.router.add_post("/alerts/alertmanager", alertmanager)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from adapters import Adapters
+from alerts.store import AlertGroups
 from approvals.request import ApprovalDesk
 from bot.domain import (
     AuditLog,
@@ -50,6 +51,8 @@ class Ports:
     """Services registered at run time (new-service)."""
     approvals: ApprovalDesk
     """Where approval votes go; every check happens there, at click time."""
+    alerts: AlertGroups
+    """Alert groups (threads) by id, for the alert buttons."""
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,30 @@ class FakeApprovalDesk:
         return [r for r in self.requests.values() if r.requested_by != user], mine
 
 
+class FakeAlertGroups:
+    """Alert groups in a dict (AlertGroupInfo by id); acks and silences recorded."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, Any] = {}
+        self.acks: list[tuple[str, str]] = []
+        self.silences: dict[str, str] = {}
+
+    async def group(self, group_id: str) -> Any:
+        return self.groups.get(group_id)
+
+    async def acknowledge(self, group_id: str, *, by: Any) -> bool:
+        if group_id not in self.groups:
+            return False
+        self.acks.append((group_id, by))
+        return True
+
+    async def record_silence(self, group_id: str, *, silence_id: str, until: Any, by: Any) -> None:
+        self.silences[group_id] = silence_id
+
+    async def clear_silence(self, group_id: str, *, by: Any) -> str | None:
+        return self.silences.pop(group_id, None)
+
+
 class FakeRunControl:
     """Knows the Runs given to it: run id -> (requester, Action, state)."""
 
@@ -316,5 +340,6 @@ def make_context(
             changes=changes if changes is not None else FakeChanges(runs),
             services=FakeServiceRegistry(catalog),
             approvals=FakeApprovalDesk(),
+            alerts=FakeAlertGroups(),
         ),
     )
