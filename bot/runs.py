@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from bot.db import AuditRow, Database, DatabaseUnavailable, RunRow, RunStepRow, new_id, utcnow
 from bot.domain import (
     Action,
+    ChangeRefused,
     Executor,
     RunId,
     SlackChannelId,
@@ -190,38 +191,46 @@ class RunEngine:
     def release(self, session: Session, run_id: str, *, by: SlackUserId) -> bool:
         """In the caller's transaction: let a Run waiting for approval run. Conditional,
         so two approvers racing release it once; False if it was not waiting."""
-        changed = session.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.state == "waiting_approval")
-            .values(state="pending")
+        released = self._transition(
+            session, run_id, "waiting_approval", {"state": "pending"}, by=by, event="run.approved"
         )
-        if not getattr(changed, "rowcount", 0):
-            return False
-        row = session.get_one(RunRow, run_id)
-        _audit(session, by, "run.approved", run_id, self._action_or_none(row))
-        self.show_progress(session, run_id)
-        self.wakeup.set()
-        return True
+        if released:
+            self.wakeup.set()
+        return released
 
     def cancel(self, session: Session, run_id: str, *, by: SlackUserId, reason: str) -> bool:
         """In the caller's transaction: cancel a Run that waits for approval (rejected,
         expired or stale). False if it was not waiting."""
+        return self._transition(
+            session,
+            run_id,
+            "waiting_approval",
+            {"state": "cancelled", "error": reason},
+            by=by,
+            event="run.cancelled",
+            detail={"reason": reason},
+        )
+
+    def _transition(
+        self,
+        session: Session,
+        run_id: str,
+        from_state: str,
+        values: dict[str, Any],
+        *,
+        by: SlackUserId,
+        event: str,
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move a Run out of `from_state` with one conditional UPDATE (never read-then-
+        write), audit it and show it; False when the Run was not in `from_state`."""
         changed = session.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.state == "waiting_approval")
-            .values(state="cancelled", error=reason)
+            update(RunRow).where(RunRow.id == run_id, RunRow.state == from_state).values(**values)
         )
         if not getattr(changed, "rowcount", 0):
             return False
         row = session.get_one(RunRow, run_id)
-        _audit(
-            session,
-            by,
-            "run.cancelled",
-            run_id,
-            self._action_or_none(row),
-            detail={"reason": reason},
-        )
+        _audit(session, by, event, run_id, self._action_or_none(row), detail=detail)
         self.show_progress(session, run_id)
         return True
 
@@ -239,27 +248,34 @@ class RunEngine:
         return self._action(session.get_one(RunRow, run_id))
 
     async def retry(self, run_id: RunId, *, by: SlackUserId) -> bool:
-        """Put a failed Run back in the queue; done steps are skipped. False if not failed."""
+        """Put a failed Run back in the queue; done steps are skipped. False if not failed;
+        RunLocked if another Run now holds its lock (a newer deploy, say)."""
 
         def requeue(session: Session) -> bool:
-            changed = session.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.state == "failed")
-                .values(state="pending", error=None, claimed_by=None, lease_until=None)
-            )
-            if not getattr(changed, "rowcount", 0):
+            row = session.get(RunRow, run_id)
+            holder = _lock_holder(session, row.lock_key) if row is not None else None
+            if holder is not None:  # a newer Run of the same service and env took over
+                raise holder
+            values = {"state": "pending", "error": None, "claimed_by": None, "lease_until": None}
+            if not self._transition(session, run_id, "failed", values, by=by, event="run.retried"):
                 return False
             session.execute(
                 update(RunStepRow)
                 .where(RunStepRow.run_id == run_id, RunStepRow.state == "failed")
                 .values(state="pending", error=None)
             )
-            row = session.get_one(RunRow, run_id)
-            _audit(session, by, "run.retried", run_id, self._action(row))
             self.show_progress(session, run_id)
             return True
 
-        requeued = await self.db.run(requeue)
+        try:
+            requeued = await self.db.run(requeue)
+        except RunLocked as held:
+            state = "waiting for approval" if held.state == "waiting_approval" else "in progress"
+            raise ChangeRefused(
+                f"A newer {held.kind}, asked by <@{held.requested_by}> at {held.since:%H:%M} UTC, "
+                f"is {state} for the same service and environment; this one cannot be retried "
+                "until it has finished."
+            ) from None
         self.wakeup.set()
         return requeued
 
@@ -271,27 +287,17 @@ class RunEngine:
         return await self.db.run(read)
 
     async def close(self, run_id: RunId, *, by: SlackUserId, reason: str) -> bool:
-        def close_failed(session: Session) -> bool:
-            changed = session.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.state == "failed")
-                .values(state="cancelled", error=reason)
-            )
-            if not getattr(changed, "rowcount", 0):
-                return False
-            row = session.get_one(RunRow, run_id)
-            _audit(
+        closed = await self.db.run(
+            lambda session: self._transition(
                 session,
-                by,
-                "run.closed",
                 run_id,
-                self._action_or_none(row),
+                "failed",
+                {"state": "cancelled", "error": reason},
+                by=by,
+                event="run.closed",
                 detail={"reason": reason},
             )
-            self.show_progress(session, run_id)
-            return True
-
-        closed = await self.db.run(close_failed)
+        )
         self.outbox.notify()
         return closed
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.domain import Click, Reply, RunId
+from bot.domain import ChangeRefused, Click, Reply, RunId
 from bot.ports import Button, Context
 from catalog import membership_of
 
@@ -25,6 +25,10 @@ class RetryRun(Button):
                     text=f"Only <@{requester}>, who asked for this Run, or a platform admin "
                     "may retry it."
                 )
-        if not await ctx.ports.run_control.retry(run_id, by=click.user):
+        try:
+            retried = await ctx.ports.run_control.retry(run_id, by=click.user)
+        except ChangeRefused as refused:
+            return Reply(text=refused.message)
+        if not retried:
             return Reply(text="This Run is not failed (any more), so there is nothing to retry.")
         return None

@@ -33,9 +33,13 @@ class Touch(Action):
 
     name: str
     service: str = "checkout"
+    lock: str | None = None
 
     def summary(self) -> str:
         return f"touch {self.name} of {self.service}"
+
+    def lock_key(self) -> str | None:
+        return self.lock
 
 
 @dataclass

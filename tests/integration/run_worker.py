@@ -39,6 +39,7 @@ class Touch(Action):
 
     name: str
     service: str = "checkout"
+    lock: str | None = None
 
 
 class FileTouchExecutor:

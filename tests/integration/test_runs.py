@@ -21,11 +21,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.db import AuditRow, Database, OutboxRow, RunRow, RunStepRow
-from bot.domain import Executor, RunId, SlackChannelId, SlackUserId
+from bot.domain import ChangeRefused, Executor, RunId, SlackChannelId, SlackUserId
 from bot.metrics import Metrics
 from bot.migrate import upgrade
 from bot.outbox import Outbox
-from bot.runs import RunEngine, UnknownAction
+from bot.runs import RunEngine, RunLocked, UnknownAction
 from tests.integration.conftest import TOUCH_STEPS, Recorder, Touch, TouchExecutor
 
 ALICE = SlackUserId("U01ALICE")
@@ -218,6 +218,41 @@ async def test_retry_of_a_run_that_did_not_fail_is_refused(
     assert (await run_row(db, run_id)).state == "succeeded"
     assert await engine.retry(RunId("0" * 32), by=BOB) is False  # no such Run
     assert "run.retried" not in [a.event for a in await audit_rows(db, run_id)]
+
+
+async def test_runs_sharing_a_lock_never_overlap_and_retry_respects_it(
+    db: Database, touch: TouchExecutor
+) -> None:
+    engine = make_engine(db, [touch])
+    first = Touch(name="a", lock="checkout/prod")
+    run_id = (await engine.submit(first, requested_by=ALICE, idempotency_key="k1")).run_id
+
+    with pytest.raises(RunLocked) as held:
+        await engine.submit(
+            Touch(name="b", lock="checkout/prod"), requested_by=BOB, idempotency_key="k2"
+        )
+    assert (held.value.kind, held.value.requested_by, held.value.state) == (
+        "test.touch",
+        ALICE,
+        "pending",
+    )
+    # another lock, or none, is not held up; the same key again is the same Run
+    await engine.submit(
+        Touch(name="c", lock="checkout/staging"), requested_by=BOB, idempotency_key="k3"
+    )
+    assert (await engine.submit(first, requested_by=ALICE, idempotency_key="k1")).run_id == run_id
+
+    touch.fail_at["touch"] = "disk full"
+    await engine.run_next()
+    assert (await run_row(db, run_id)).state == "failed"
+    # a failed Run holds no lock: a newer one may start, and then the old one can't be retried
+    newer = await engine.submit(
+        Touch(name="d", lock="checkout/prod"), requested_by=BOB, idempotency_key="k4"
+    )
+    with pytest.raises(ChangeRefused, match="cannot be retried until it has finished"):
+        await engine.retry(run_id, by=ALICE)
+    assert (await run_row(db, run_id)).state == "failed"
+    assert (await run_row(db, newer.run_id)).state == "pending"
 
 
 async def test_unknown_action_kind_in_the_database_fails_clearly(
