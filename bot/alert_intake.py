@@ -30,7 +30,6 @@ import itertools
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -72,7 +71,6 @@ NOT_CONFIGURED = (
 )
 
 
-@dataclass(frozen=True)
 class AlertIntake:
     """The webhook receiver, the worker that turns notifications into threads, and the
     `AlertGroups` port the alert buttons use."""

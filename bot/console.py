@@ -38,7 +38,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.db import OutboxRow, RunRow, utcnow
-from bot.sandbox import SANDBOX_WORKSPACE, SandboxStack, sandbox_stack
+from bot.sandbox import (
+    SANDBOX_ERROR_METRIC,
+    SANDBOX_WORKSPACE,
+    SandboxStack,
+    observability_installed,
+    sandbox_stack,
+)
 from catalog.model import PlatformModel
 from sandbox.openbao import find_bao
 from sandbox.slack_api import Message, SlackChannel, SlackUser, Workspace
@@ -784,6 +790,8 @@ Console commands (anything else you type goes nowhere):
   /show [#channel]     show a channel's messages with their threads
   /click <n>  or  <n>  press button n of the last output
   /wait <seconds>      let long Runs progress (at most 30), then show what changed
+  /errors <service> <env> <ratio>   set the error ratio Prometheus watches: above 0.05
+                       the sandbox's HighErrorRate alert fires, 0 resolves it
   Enter                show anything new
   /expect <text>       (scripts) the output since the last command must contain text
   /expect-not <text>   (scripts) ...must not contain text
@@ -801,6 +809,7 @@ CONSOLE_COMMANDS = (
     "/show",
     "/click",
     "/wait",
+    "/errors",
     "/expect",
     "/expect-not",
     "/help",
@@ -965,6 +974,8 @@ class Console:
             await self._click(word)
         elif word == "/wait":
             await self._wait(rest)
+        elif word == "/errors":
+            self._errors(rest)
         elif word == "/help":
             people = ", ".join(u.name for u in self.workspace.users if not u.is_bot)
             for line in HELP.format(people=people).splitlines():
@@ -1018,6 +1029,29 @@ class Console:
             text, user=self.user.id, channel=self.channel.id
         )
         await self._after(response, ack_reply=True)
+
+    def _errors(self, text: str) -> None:
+        """Set the gauge the sandbox's alert rule watches (see bot.sandbox)."""
+        words = text.split()
+        if len(words) != 3:
+            raise ConsoleError(
+                "Usage: /errors <service> <env> <ratio>, e.g. /errors checkout prod 0.2"
+            )
+        service, env, raw = words
+        try:
+            ratio = float(raw)
+        except ValueError:
+            raise ConsoleError(f"{raw!r} is not a number; a ratio is 0 to 1, e.g. 0.2.") from None
+        if not 0 <= ratio <= 1:
+            raise ConsoleError("A ratio is 0 to 1, e.g. 0.2 (alerts fire above 0.05).")
+        if self.stack.metrics is None:
+            raise ConsoleError(
+                "Prometheus and Alertmanager are not installed, so the sandbox has no alerts: "
+                "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
+            )
+        self.stack.metrics.set(SANDBOX_ERROR_METRIC, ratio, {"service": service, "env": env})
+        state = "fires within a few seconds" if ratio > 0.05 else "resolves within a few seconds"
+        self.say(f"(error ratio of {service} in {env} is {ratio:g}: the alert {state}; /wait)")
 
     async def _wait(self, text: str) -> None:
         try:
@@ -1539,7 +1573,11 @@ async def _main(*, script: Path | None, lines: list[str] | None, as_user: str) -
     root.handlers[:] = [logs]
     root.setLevel(logging.WARNING)
     try:
-        async with sandbox_stack(vault=find_bao() is not None, rollout_seconds=2.0) as stack:
+        async with sandbox_stack(
+            vault=find_bao() is not None,
+            observability=observability_installed(),
+            rollout_seconds=2.0,
+        ) as stack:
             return await _session(stack, script=script, lines=lines, as_user=as_user, logs=logs)
     except (StartupError, ConfigError) as exc:
         print(f"platform-bot sandbox: {exc}", file=sys.stderr)

@@ -29,7 +29,13 @@ from bot.settings import Settings
 from sandbox.argocd import ArgoCDStandIn
 from sandbox.gitlab import GitLabStandIn
 from sandbox.kubernetes import KubernetesStandIn
-from sandbox.observability import AlertmanagerServer, MetricTarget, PrometheusServer
+from sandbox.observability import (
+    ALERTMANAGER_BINARY,
+    PROMETHEUS_BINARY,
+    AlertmanagerServer,
+    MetricTarget,
+    PrometheusServer,
+)
 from sandbox.openbao import OpenBaoDevServer, free_port, throwaway_ca
 from sandbox.slack_api import SlackChannel, SlackStandIn, SlackUser, SlackUserGroup, Workspace
 from sandbox.slack_client import SlackSender
@@ -203,6 +209,14 @@ async def sandbox_stack(
                 vault_token=bao.token if bao else None,
                 **observed,
             )
+
+
+SANDBOX_ERROR_METRIC = "sandbox_error_ratio"
+
+
+def observability_installed() -> bool:
+    """Debian's prometheus and prometheus-alertmanager are there to start."""
+    return Path(PROMETHEUS_BINARY).exists() and Path(ALERTMANAGER_BINARY).exists()
 
 
 SANDBOX_ALERT_RULES = """
