@@ -100,9 +100,6 @@ async def one_round(stack: SandboxStack, chat: Chat, place: Place) -> Round:
 
     await until(card_ready)
     assert card is not None
-    progress = [  # this Run's progress message (and its copy for the service's channel)
-        m.ts for m in stack.slack.messages.get(PAYMENTS, []) if m.ts not in known and m.ts < card.ts
-    ]
     before_click = len(requests_of(stack, place))
     clicked = time.perf_counter()
     first: float | None = None
@@ -128,8 +125,11 @@ async def one_round(stack: SandboxStack, chat: Chat, place: Place) -> Round:
     )
     await until(watch)
     await click
-    await until(
-        lambda: any(stack.slack.message(PAYMENTS, ts).text.startswith("*Done*") for ts in progress),
+    await until(  # this Run's progress message (new since the round began) says Done
+        lambda: any(
+            m.ts not in known and m.text.startswith("*Done*")
+            for m in stack.slack.messages.get(PAYMENTS, [])
+        ),
         every=0.01,
     )
     done = time.perf_counter()
