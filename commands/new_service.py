@@ -45,6 +45,7 @@ from catalog.model import NAME_PATTERN
 from catalog.templates import Parameter, RenderContext, Template, TemplateError
 from catalog.templates import load_templates as load_template_dir
 from commands.base import Arguments, Command, CommandContext
+from commands.run_buttons import is_requester_or_admin
 
 A = TypeVar("A")
 
@@ -876,14 +877,11 @@ class CleanUpButton(Button):
         if not isinstance(action, NewService):
             return Reply(text="That is not a new-service Run; nothing was cleaned up.")
         requester = await runs.requested_by(run_id)
-        if requester != click.user:
-            email = await ctx.directory.email_of(click.user)
-            me = await membership_of(ctx.catalog, ctx.directory, click.user, email=email)
-            if not me.platform_admin:
-                return Reply(
-                    text=f"Only <@{requester}>, who asked for this service, or a platform admin "
-                    "may clean it up."
-                )
+        if requester is None or not await is_requester_or_admin(ctx, requester, click.user):
+            return Reply(
+                text=f"Only <@{requester}>, who asked for this service, or a platform admin "
+                "may clean it up."
+            )
         # Closing the failed Run first (conditional on it being failed) takes its Retry
         # away, so nobody provisions again what is being cleaned up.
         if not await runs.close(run_id, by=click.user, reason="closed to clean up"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.domain import ChangeRefused, Click, Reply, RunId
+from bot.domain import ChangeRefused, Click, Reply, RunId, SlackUserId
 from bot.ports import Button, Context
 from catalog import membership_of
 
@@ -17,14 +17,11 @@ class RetryRun(Button):
         requester = await ctx.ports.run_control.requested_by(run_id)
         if requester is None:
             return Reply(text="That Run no longer exists; nothing was retried.")
-        if requester != click.user:
-            email = await ctx.directory.email_of(click.user)
-            me = await membership_of(ctx.catalog, ctx.directory, click.user, email=email)
-            if not me.platform_admin:
-                return Reply(
-                    text=f"Only <@{requester}>, who asked for this Run, or a platform admin "
-                    "may retry it."
-                )
+        if not await is_requester_or_admin(ctx, requester, click.user):
+            return Reply(
+                text=f"Only <@{requester}>, who asked for this Run, or a platform admin "
+                "may retry it."
+            )
         try:
             retried = await ctx.ports.run_control.retry(run_id, by=click.user)
         except ChangeRefused as refused:
@@ -32,3 +29,11 @@ class RetryRun(Button):
         if not retried:
             return Reply(text="This Run is not failed (any more), so there is nothing to retry.")
         return None
+
+
+async def is_requester_or_admin(ctx: Context, requester: SlackUserId, user: SlackUserId) -> bool:
+    """Who may act on a Run after it failed: whoever asked for it, or a platform admin."""
+    if requester == user:
+        return True
+    email = await ctx.directory.email_of(user)
+    return (await membership_of(ctx.catalog, ctx.directory, user, email=email)).platform_admin
