@@ -296,7 +296,8 @@ class Submission:
 
 
 class Messenger(Protocol):
-    """Posting to Slack through the durable outbox; `key` names a message for updates."""
+    """Posting to Slack through the durable outbox; `key` names a message for updates,
+    and posting with a key that was posted before updates that message instead."""
 
     async def post(
         self,

@@ -27,9 +27,18 @@ class OutboxMessenger:
         key: str | None = None,
         thread_key: str | None = None,
     ) -> None:
+        if key is None:
+            await self.outbox.submit(
+                lambda session, outbox: outbox.enqueue_post(
+                    session, channel, text=text, blocks=blocks, thread_key=thread_key
+                )
+            )
+            return
+        # A keyed post is one message: posting it again (a step re-run after a crash)
+        # updates it instead of posting a second one.
         await self.outbox.submit(
-            lambda session, outbox: outbox.enqueue_post(
-                session, channel, text=text, blocks=blocks, message_key=key, thread_key=thread_key
+            lambda session, outbox: outbox.enqueue_post_or_update(
+                session, channel, key, text=text, blocks=blocks, thread_key=thread_key
             )
         )
 

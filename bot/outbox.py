@@ -128,8 +128,10 @@ class Outbox:
         *,
         text: str,
         blocks: Sequence[dict[str, Any]] = (),
+        thread_key: str | None = None,
     ) -> None:
-        """Post the message the first time, update it afterwards (progress messages)."""
+        """Post the message the first time, update it afterwards (progress messages, and
+        any keyed post a step may repeat after a crash)."""
         exists = session.execute(
             select(OutboxRow.id).where(
                 OutboxRow.message_key == message_key, OutboxRow.method == "chat.postMessage"
@@ -138,7 +140,14 @@ class Outbox:
         if exists:
             self.enqueue_update(session, message_key, text=text, blocks=blocks)
         else:
-            self.enqueue_post(session, channel, text=text, blocks=blocks, message_key=message_key)
+            self.enqueue_post(
+                session,
+                channel,
+                text=text,
+                blocks=blocks,
+                message_key=message_key,
+                thread_key=thread_key,
+            )
 
     def enqueue_ephemeral(
         self,

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.db import Database, OutboxRow, SlackMessageRow, utcnow
+from bot.messenger import OutboxMessenger
 from bot.metrics import Metrics
 from bot.migrate import upgrade
 from bot.outbox import Deliverer, Outbox
@@ -391,3 +392,21 @@ async def test_response_url_rows_arrive_as_ephemerals(
         (PAYMENTS, ALICE, "Only you", "response_url")
     ]
     assert slack.messages.get(PAYMENTS, []) == []  # nobody else saw it
+
+
+async def test_a_keyed_post_made_twice_is_one_message_updated(
+    db: Database, outbox: Outbox, slack: SlackStandIn
+) -> None:
+    """A step that posts (an announcement) and is run again after a crash must not post
+    twice: the Messenger turns the second post of one key into an update."""
+    messenger = OutboxMessenger(outbox)
+    await messenger.post(PAYMENTS, text="first", key="announce:run-1")
+    await messenger.post(PAYMENTS, text="again", key="announce:run-1")
+    await messenger.post(PAYMENTS, text="unkeyed")
+    await messenger.post(PAYMENTS, text="unkeyed")
+
+    async with delivering(db, outbox, slack):
+        await settled(db)
+
+    assert texts(slack, PAYMENTS) == ["again", "unkeyed", "unkeyed"]
+    assert len(posts_to(slack, PAYMENTS)) == 3
