@@ -53,6 +53,7 @@ from bot.db import (
     utcnow,
 )
 from bot.domain import SlackUserId
+from bot.metrics import Metrics
 from bot.outbox import Outbox
 from catalog import Catalog
 
@@ -65,6 +66,14 @@ BATCH = 500
 """Notifications applied in one transaction."""
 GRAFANA_MARGIN = timedelta(minutes=30)
 """The Grafana link shows this much before the first alert and after the last resolution."""
+OUTCOMES = {
+    200: "queued",
+    400: "malformed",
+    401: "unauthorized",
+    413: "too_large",
+    503: "refused",
+}
+"""The receiver's answers as the outcome label of platform_bot_alert_notifications."""
 NOT_CONFIGURED = (
     "The Alertmanager webhook is not configured on this bot: set ALERTMANAGER_WEBHOOK_TOKEN "
     "and send it from Alertmanager as a bearer token (http_config.authorization)."
@@ -85,11 +94,13 @@ class AlertIntake:
         grafana: DashboardLinks | None = None,
         window: float = 2.0,
         poll_interval: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.outbox, self.catalog = db, outbox, catalog
         self.token, self.grafana = token, grafana
         self.window = timedelta(seconds=window)
         self.poll_interval = poll_interval
+        self.metrics = metrics
         self.wakeup = asyncio.Event()
         self._store = _GroupCommit(db)
         self._dialect: Any = postgresql if db.is_postgres else sqlite
@@ -99,6 +110,13 @@ class AlertIntake:
 
     async def receive(self, request: web.Request) -> web.Response:
         """POST /alerts/alertmanager: authenticate, bound, validate, store, answer 200."""
+        response = await self._receive(request)
+        if self.metrics is not None:
+            outcome = OUTCOMES.get(response.status, str(response.status))
+            self.metrics.alert_notifications.labels(outcome).inc()
+        return response
+
+    async def _receive(self, request: web.Request) -> web.Response:
         if not self.token:
             return web.Response(status=503, text=NOT_CONFIGURED)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -175,6 +193,8 @@ class AlertIntake:
                 applied += done
         if applied:
             self.outbox.notify()
+            if self.metrics is not None:
+                self.metrics.alert_notifications_applied.inc(applied)
         return applied
 
     async def _write(self, work: Callable[[Session], T]) -> T:

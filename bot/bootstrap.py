@@ -196,6 +196,7 @@ def build_app(
         catalog,
         token=webhook_token.get_secret_value() if webhook_token else None,
         grafana=adapters.grafana,
+        metrics=metrics,
     )
     ports = Ports(
         catalog=catalog,

@@ -44,5 +44,17 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.alert_notifications = Counter(
+            "platform_bot_alert_notifications",
+            "Alertmanager webhook calls, by outcome (queued, unauthorized, too_large, ...)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.alert_notifications_applied = Counter(
+            "platform_bot_alert_notifications_applied",
+            "Queued Alertmanager notifications applied to their alert threads",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -162,6 +162,12 @@ async def test_firing_then_resolved_is_one_thread_updated_in_place(stack: Sandbo
     assert now.text.startswith("[RESOLVED] HighErrorRate") and "All resolved" in shown(now)
     assert "alert.rollback" not in _buttons(now)  # nothing to roll back once resolved
     assert len(parents(stack, "C01PAYMENTS")) == 1
+    samples = stack.bot.metrics.registry
+    assert (
+        samples.get_sample_value("platform_bot_alert_notifications_total", {"outcome": "queued"})
+        == 3
+    )
+    assert samples.get_sample_value("platform_bot_alert_notifications_applied_total") == 3
 
 
 async def test_ha_duplicates_and_late_updates_make_one_thread(stack: SandboxStack) -> None:
@@ -218,6 +224,17 @@ async def test_wrong_or_missing_token_is_refused(stack: SandboxStack) -> None:
     assert status == 401 and "bearer token" in text
     await asyncio.sleep(0.3)
     assert parents(stack, "C01PAYMENTS") == []
+    metrics = stack.bot.metrics
+    refused = metrics.registry.get_sample_value(
+        "platform_bot_alert_notifications_total", {"outcome": "unauthorized"}
+    )
+    assert refused == 2
+    assert (
+        metrics.registry.get_sample_value(
+            "platform_bot_alert_notifications_total", {"outcome": "queued"}
+        )
+        is None
+    )
 
 
 async def test_without_a_configured_token_the_webhook_is_refused(stack: SandboxStack) -> None:
