@@ -53,6 +53,7 @@ from bot.db import (
     utcnow,
 )
 from bot.domain import SlackUserId
+from bot.http import read_bounded
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from catalog import Catalog
@@ -128,7 +129,7 @@ class AlertIntake:
                 text="Missing or wrong bearer token for the Alertmanager webhook.",
                 headers={"WWW-Authenticate": 'Bearer realm="alertmanager"'},
             )
-        body = await _read_bounded(request, MAX_BODY)
+        body = await read_bounded(request, MAX_BODY)
         if body is None:
             return web.Response(
                 status=413, text=f"The body is larger than {MAX_BODY // 1024} KiB; nothing stored."
@@ -587,20 +588,6 @@ def _fail_first_pending(session: Session, reason: str) -> None:
     if first is not None:
         log.error("alert notification refused", extra={"notification": first.id, "error": reason})
         first.state, first.error, first.processed_at = "failed", reason, utcnow()
-
-
-async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None once it is known to exceed `limit` (without reading it all)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _either(*events: asyncio.Event) -> None:

@@ -31,6 +31,7 @@ from bot.changes import ChangeGate
 from bot.db import Database, DatabaseUnavailable
 from bot.directory import SlackDirectory
 from bot.domain import Directory, Executor
+from bot.gitlab_webhook import GitLabWebhook
 from bot.http import build_web_app
 from bot.messenger import OutboxMessenger, SlackModals
 from bot.metrics import Metrics
@@ -198,6 +199,13 @@ def build_app(
         grafana=adapters.grafana,
         metrics=metrics,
     )
+    gitlab_token = settings.gitlab_webhook_token
+    gitlab_webhook = GitLabWebhook(
+        db,
+        outbox,
+        catalog,
+        token=gitlab_token.get_secret_value() if gitlab_token else None,
+    )
     ports = Ports(
         catalog=catalog,
         directory=directory,
@@ -242,6 +250,7 @@ def build_app(
             db=db,
             metrics=metrics,
             alertmanager=alert_intake.receive,
+            gitlab=gitlab_webhook.receive,
         ),
         metrics=metrics,
         client=client,

@@ -2,6 +2,7 @@
 
 POST /slack/events   commands, interactivity and events (signed by Slack)
 POST /alerts/alertmanager  Alertmanager's webhook (bearer token; bot.alert_intake)
+POST /webhooks/gitlab      GitLab's pipeline webhook (X-Gitlab-Token; bot.gitlab_webhook)
 GET  /healthz        the process is up
 GET  /readyz         the database answers (503 otherwise)
 GET  /metrics        Prometheus metrics
@@ -38,10 +39,12 @@ def build_web_app(
     db: Database,
     metrics: Metrics,
     alertmanager: Handler | None = None,
+    gitlab: Handler | None = None,
 ) -> web.Application:
     """The aiohttp application; `bolt` is None in Socket Mode (no request URL needed).
 
-    `alertmanager` handles the Alertmanager webhook (it reads its body itself, bounded).
+    `alertmanager` handles the Alertmanager webhook (it reads its body itself, bounded);
+    `gitlab` handles GitLab's pipeline webhook the same way.
     """
 
     async def slack_events(request: web.Request) -> web.Response:
@@ -83,6 +86,8 @@ def build_web_app(
         app.router.add_post("/slack/events", slack_events)
     if alertmanager is not None:
         app.router.add_post("/alerts/alertmanager", alertmanager)
+    if gitlab is not None:
+        app.router.add_post("/webhooks/gitlab", gitlab)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -94,3 +99,18 @@ def _kind(body: dict[str, Any]) -> str:
         return "command"
     kind = body.get("type")
     return kind if isinstance(kind, str) and kind.isidentifier() else "other"
+
+
+async def read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """A webhook's body, or None once it is known to exceed `limit` bytes (refused from
+    its Content-Length, or while reading; never buffered whole)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

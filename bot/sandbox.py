@@ -76,6 +76,7 @@ GITLAB_TOKEN = "glpat-sandbox-token"  # noqa: S105 - local stand-ins' tokens, no
 KUBERNETES_TOKEN = "kube-sandbox-token"  # noqa: S105
 ARGOCD_TOKEN = "argocd-sandbox-token"  # noqa: S105
 ALERTMANAGER_WEBHOOK_TOKEN = "alertmanager-sandbox-token"  # noqa: S105
+GITLAB_WEBHOOK_TOKEN = "gitlab-webhook-sandbox-token"  # noqa: S105
 GITLAB_GROUPS = ((10, "payments"), (11, "search"), (12, "sre"))
 CLUSTERS = ("sandbox-staging", "sandbox-prod", "sandbox-prod-eu")
 REGISTRY = "registry.example.com"
@@ -170,6 +171,7 @@ async def sandbox_stack(
                 alertmanager_url=observed.get("alertmanager_url"),
                 prometheus_url=observed.get("prometheus_url"),
                 alertmanager_webhook_token=ALERTMANAGER_WEBHOOK_TOKEN,
+                gitlab_webhook_token=GITLAB_WEBHOOK_TOKEN,
                 gitlab_url=gitlab.base_url,
                 gitlab_token=GITLAB_TOKEN,
                 kubeconfig=kubeconfig,

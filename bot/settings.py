@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     alertmanager_webhook_token: SecretStr | None = Field(
         None, description="Bearer token Alertmanager must send; unset means the webhook is refused"
     )
+    gitlab_webhook_token: SecretStr | None = Field(
+        None, description="Secret token GitLab must send as X-Gitlab-Token; unset means refused"
+    )
     port: int = Field(3000, ge=0, le=65535, description="HTTP port")
     host: str = Field("0.0.0.0", description="HTTP bind address")  # noqa: S104 - a server's job
     log_level: str = Field("INFO", description="Python log level name")
