@@ -49,6 +49,7 @@ from bot.domain import (
     Step,
     StepContext,
     StepFailed,
+    StepFunction,
     UsageError,
 )
 from bot.mrkdwn import code, escape
@@ -669,6 +670,29 @@ class ReleaseExecutor:
             attempt += 1
             await asyncio.sleep(self.poll_seconds)
 
+    def watch_step(
+        self,
+        action: Deploy | Rollback,
+        *,
+        git_revision: str,
+        deployments: Sequence[str],
+        arrived: Callable[[RolloutStatus], bool],
+    ) -> StepFunction:
+        """The "Watch the rollout" step of a deploy or rollback, on either backend."""
+
+        async def watch(context: StepContext) -> dict[str, Any]:
+            if action.backend == "argocd":
+                gitops, name = self.gitops(action.service, action.env)
+                return await self.watch_application(
+                    context, gitops, name, git_revision=git_revision
+                )
+            cluster, namespace = self.cluster(action.service, action.env)
+            return await self.watch_kubernetes(
+                context, cluster, namespace, deployments, arrived=arrived
+            )
+
+        return watch
+
     async def watch_kubernetes(
         self,
         context: StepContext,
@@ -823,20 +847,12 @@ class DeployExecutor(ReleaseExecutor):
                 )
             return started
 
-        async def watch(context: StepContext) -> dict[str, Any]:
-            if action.backend == "argocd":
-                gitops, name = self.gitops(action.service, action.env)
-                return await self.watch_application(
-                    context, gitops, name, git_revision=action.git_revision or ""
-                )
-            cluster, namespace = self.cluster(action.service, action.env)
-            return await self.watch_kubernetes(
-                context,
-                cluster,
-                namespace,
-                action.deployments,
-                arrived=lambda s: s.images[:1] == (action.image,),
-            )
+        watch = self.watch_step(
+            action,
+            git_revision=action.git_revision or "",
+            deployments=action.deployments,
+            arrived=lambda s: s.images[:1] == (action.image,),
+        )
 
         async def done(context: StepContext) -> dict[str, Any]:
             return await self.announce_done(
@@ -898,22 +914,14 @@ class RollbackExecutor(ReleaseExecutor):
             )
             return started
 
-        async def watch(context: StepContext) -> dict[str, Any]:
-            if action.backend == "argocd":
-                gitops, name = self.gitops(action.service, action.env)
-                return await self.watch_application(
-                    context, gitops, name, git_revision=action.to_git_revision or ""
-                )
-            cluster, namespace = self.cluster(action.service, action.env)
-            return await self.watch_kubernetes(
-                context,
-                cluster,
-                namespace,
-                [action.deployment or action.service],
-                arrived=lambda s: (
-                    s.revision != action.from_revision and ", ".join(s.images) == action.to_image
-                ),
-            )
+        watch = self.watch_step(
+            action,
+            git_revision=action.to_git_revision or "",
+            deployments=[action.deployment or action.service],
+            arrived=lambda s: (
+                s.revision != action.from_revision and ", ".join(s.images) == action.to_image
+            ),
+        )
 
         async def done(context: StepContext) -> dict[str, Any]:
             output = await self.announce_done(

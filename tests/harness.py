@@ -7,11 +7,15 @@ acknowledgement, or the ephemeral message that arrives through the response_url.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.sandbox import SandboxStack
 from sandbox.slack_api import RecordedCall
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,16 @@ class Chat:
         await self.slack.wait_for(arrived, start=mark, timeout=wait)
         ephemeral = next(e for e in self.slack.ephemerals[seen:] if e.user == user.id)
         return Seen(200, ephemeral.text, in_ack=False, blocks=tuple(ephemeral.blocks))
+
+
+async def eventually(check: Callable[[], T | None], *, timeout: float = 10.0) -> T:  # noqa: ASYNC109
+    """Poll `check` until it returns something truthy (what Slack shows settles through
+    the outbox, asynchronously); AssertionError after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the expected Slack messages did not arrive in time")
+        await asyncio.sleep(0.05)

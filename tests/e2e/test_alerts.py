@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -20,9 +20,9 @@ import pytest
 from bot.bootstrap import build_app
 from bot.sandbox import ALERTMANAGER_WEBHOOK_TOKEN, SandboxStack, sandbox_stack
 from sandbox.slack_api import Message
+from tests.harness import eventually
 
 TOKEN = ALERTMANAGER_WEBHOOK_TOKEN
-T = TypeVar("T")
 
 
 def alert(
@@ -97,17 +97,6 @@ async def post(
         session.post(url, data=data, headers=headers) as response,
     ):
         return response.status, await response.text()
-
-
-async def eventually(check: Callable[[], T | None], *, timeout: float = 10.0) -> T:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the expected Slack messages did not arrive in time")
-        await asyncio.sleep(0.05)
 
 
 def parents(stack: SandboxStack, channel: str) -> list[Message]:

@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 
 from bot.sandbox import GITLAB_WEBHOOK_TOKEN, SandboxStack, sandbox_stack
 from sandbox.slack_api import Message
+from tests.harness import eventually
 
-T = TypeVar("T")
 CHANNEL = "C01PAYMENTS"  # checkout's owner, payments
 SHA = "bcbb5ec396a2c0f828686f14fac9b80b780504f2"
 
@@ -82,17 +81,6 @@ async def post(
         session.post(url, data=data, headers=headers) as response,
     ):
         return response.status, await response.text()
-
-
-async def eventually(check: Callable[[], T | None], *, timeout: float = 10.0) -> T:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the expected Slack messages did not arrive in time")
-        await asyncio.sleep(0.05)
 
 
 def pipeline_messages(stack: SandboxStack) -> list[Message]:
