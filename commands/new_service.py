@@ -140,6 +140,10 @@ class Request:
     parameters: dict[str, str] = field(default_factory=dict)
 
 
+FREE_CHECK_SECONDS = 2.0
+"""How long the free-name checks may take: a form's answer is due within Slack's 3 s."""
+
+
 def load_templates(catalog: Catalog) -> dict[str, Template]:
     """The golden-path templates of this platform, by name; UsageError if they are broken."""
     try:
@@ -257,21 +261,28 @@ async def _taken_problem(ctx: Context, name: str, team: str, repository: str) ->
             "GitLab is not configured on this bot (GITLAB_URL and GITLAB_TOKEN), "
             "so it cannot create services."
         )
+    clusters = ctx.adapters.kubernetes
+    namespaces = [(env, ctx.catalog.namespace(name, env)) for env in environments]
     try:
-        if await gitlab.find_project(repository) is not None:
-            return f"GitLab already has a project {code(repository)}; pick another name."
-        clusters = ctx.adapters.kubernetes
-        if clusters is None:
-            return None
-        namespaces = [(env, ctx.catalog.namespace(name, env)) for env in environments]
-        found = await asyncio.gather(
-            *(
-                clusters.cluster(ctx.catalog.environment(env).cluster).describe_namespace(ns)
-                for env, ns in namespaces
+        # The form waits for this answer inside Slack's 3 seconds: reads only, bounded.
+        async with asyncio.timeout(FREE_CHECK_SECONDS):
+            if await gitlab.find_project(repository) is not None:
+                return f"GitLab already has a project {code(repository)}; pick another name."
+            if clusters is None:
+                return None
+            found = await asyncio.gather(
+                *(
+                    clusters.cluster(ctx.catalog.environment(env).cluster).describe_namespace(ns)
+                    for env, ns in namespaces
+                )
             )
-        )
     except AdapterError as exc:
         return f"Could not check whether {code(name)} is free: {escape(exc.message)}"
+    except TimeoutError:
+        return (
+            f"GitLab or Kubernetes did not say within {FREE_CHECK_SECONDS:g} s whether "
+            f"{code(name)} is free; nothing was created. Submit again in a moment."
+        )
     for (env, namespace), state in zip(namespaces, found, strict=True):
         if state is not None:
             return f"The namespace {code(namespace)} already exists in {escape(env)}."

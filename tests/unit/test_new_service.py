@@ -7,12 +7,14 @@ change, so a test can tell "created" from "found".
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import commands.new_service as new_service_module
 from adapters import Adapters
 from adapters.protocols import (
     AdapterError,
@@ -93,6 +95,8 @@ class FakeCodeHost:
         self.variables: dict[int, dict[tuple[str, str], str]] = {}
         self.protected: dict[int, set[str]] = {}
         self.fail_commit: str | None = None
+        self.answer_after = 0.0
+        """Seconds find_project takes (a slow GitLab)."""
         for path in existing:
             group, name = path.rsplit("/", 1)
             self._create(group, name)
@@ -110,6 +114,7 @@ class FakeCodeHost:
         return project
 
     async def find_project(self, path_with_namespace: str) -> Project | None:
+        await asyncio.sleep(self.answer_after)
         return self.projects.get(path_with_namespace)
 
     async def ensure_project(self, *, group: str, name: str, description: str) -> Project:
@@ -396,6 +401,19 @@ async def test_a_name_in_gitlab_but_not_in_the_catalog_is_refused(world: World) 
     # the same name in another team's group is free
     said = await typed(world, "tiny-api ghost --team search", user=DAVE)
     assert said.startswith("Creating `ghost`")
+
+
+async def test_a_slow_gitlab_gets_an_answer_in_time_not_a_missed_deadline(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(new_service_module, "FREE_CHECK_SECONDS", 0.05)
+    world.gitlab.answer_after = 5.0
+
+    said = await typed(world, "tiny-api ledger --team payments")
+
+    assert "did not say within 0.05 s whether `ledger` is free" in said
+    assert "Submit again in a moment." in said
+    assert world.changes.proposals == []
 
 
 async def test_a_name_in_the_catalog_is_refused(world: World) -> None:
