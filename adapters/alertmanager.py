@@ -27,7 +27,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from adapters.protocols import AdapterError, AlertSilences, Matcher
+from kernel.errors import AdapterError
+from kernel.ports.systems import AlertSilences, Matcher
 
 __all__ = ["AlertSilences", "AlertmanagerClient"]
 

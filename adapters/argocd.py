@@ -27,13 +27,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from adapters.protocols import (
-    AdapterError,
-    AutoSyncEnabled,
-    GitOps,
-    GitOpsApplication,
-    GitOpsHistoryEntry,
-)
+from kernel.errors import AdapterError
+from kernel.ports.systems import AutoSyncEnabled, GitOps, GitOpsApplication, GitOpsHistoryEntry
 
 __all__ = ["ArgoCDClient", "GitOps"]
 

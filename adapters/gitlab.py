@@ -2,7 +2,7 @@
 
 A new service gets a project in its team's group, its skeleton in one commit, CI/CD
 variables per environment and a protected default branch; deploy status reads its
-pipelines. `CodeHost` (in adapters.protocols) is what commands and executors see;
+pipelines. `CodeHost` (in kernel.ports.systems) is what commands and executors see;
 `GitLabCodeHost` is the real implementation. python-gitlab blocks, so every call runs
 in `asyncio.to_thread`.
 
@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 import gitlab
 import gitlab.exceptions
 
-from adapters.protocols import AdapterError, CiVariable, CodeHost, Pipeline, Project
+from kernel.errors import AdapterError
+from kernel.ports.systems import CiVariable, CodeHost, Pipeline, Project
 
 __all__ = ["CodeHost", "GitLabCodeHost"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode, urlsplit
 
-from adapters.protocols import DashboardLinks
+from kernel.ports.systems import DashboardLinks
 
 __all__ = ["DashboardLinks", "GrafanaLinks"]
 

@@ -1,6 +1,6 @@
 """Kubernetes: namespaces for new services, and deploy, rollback and rollout status.
 
-`Clusters` and `Cluster` (in adapters.protocols) are what commands and executors see;
+`Clusters` and `Cluster` (in kernel.ports.systems) are what commands and executors see;
 `KubernetesClusters` holds one `KubernetesCluster` per kubeconfig context, each on its
 own ApiClient of the official client, so one bot talks to several clusters. The client
 blocks, so every call runs in `asyncio.to_thread`.
@@ -39,8 +39,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from adapters.protocols import (
-    AdapterError,
+from kernel.errors import AdapterError
+from kernel.ports.systems import (
     Cluster,
     Clusters,
     NamespaceSpec,

@@ -31,7 +31,8 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 from yarl import URL
 
-from adapters.protocols import AdapterError, MetricsQuery, Sample
+from kernel.errors import AdapterError
+from kernel.ports.systems import MetricsQuery, Sample
 
 __all__ = ["MetricsQuery", "PrometheusClient", "Sample"]
 

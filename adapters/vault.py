@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import hvac
 import hvac.exceptions
 
-from adapters.protocols import AdapterError, SecretStore, ServiceSecrets
+from kernel.errors import AdapterError
+from kernel.ports.systems import SecretStore, ServiceSecrets
 
 __all__ = ["SecretStore", "ServiceSecrets", "VaultError", "VaultSecretStore"]
 

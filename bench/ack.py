@@ -49,8 +49,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout even if the package is not installed
 
-from bot.sandbox import SANDBOX_WORKSPACE, SIGNING_SECRET  # noqa: E402
-from sandbox.slack_client import SlackSender  # noqa: E402
+from sandbox.app.stack import SANDBOX_WORKSPACE, SIGNING_SECRET  # noqa: E402
+from sandbox.standins.slack_client import SlackSender  # noqa: E402
 
 USER, CHANNEL, TEXT = "alice", "platform", "help"
 THROUGHPUT_TARGET = 0.7  # A's req/s at least this share of B's
@@ -653,7 +653,15 @@ def main(argv: list[str] | None = None) -> int:
         help="wrk (installed with apt-get if missing), or the weaker Python fallback",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds, not minutes: CI runs it so the bench never rots",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        global STARTS
+        args.rounds, args.duration, args.warmup, STARTS = 1, 1.0, 1.0, 1  # wrk: whole seconds
     if args.rounds < 1 or args.connections < 1 or args.threads < 1:
         parser.error("--rounds, --connections and --threads must be at least 1")
     if not 0 < args.duration + args.warmup < SIGNATURE_WINDOW - 30:

@@ -42,9 +42,9 @@ sys.path.insert(0, str(BENCH.parent))  # run from a checkout even if not install
 
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
-from bot.db import AlertNotificationRow  # noqa: E402
-from bot.sandbox import ALERTMANAGER_WEBHOOK_TOKEN as TOKEN  # noqa: E402
-from bot.sandbox import SandboxStack, sandbox_stack  # noqa: E402
+from features.alerts.tables import AlertNotificationRow  # noqa: E402
+from sandbox.app.stack import ALERTMANAGER_WEBHOOK_TOKEN as TOKEN  # noqa: E402
+from sandbox.app.stack import SandboxStack, sandbox_stack  # noqa: E402
 
 ALERTS = 10
 GROUPS = 200
@@ -264,4 +264,12 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--json")
-    raise SystemExit(asyncio.run(main(parser.parse_args())))
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds, not minutes: CI runs it so the bench never rots",
+    )
+    options = parser.parse_args()
+    if options.quick:
+        options.rounds, options.notifications, options.seconds = 1, 20, 0.5
+    raise SystemExit(asyncio.run(main(options)))

@@ -38,10 +38,11 @@ sys.path.insert(0, str(BENCH.parent))  # run from a checkout even if not install
 
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
-from bot.db import ApprovalRow  # noqa: E402
-from bot.domain import Action, SlackChannelId, SlackUserId, Step, StepContext  # noqa: E402
-from bot.logs import configure_logging  # noqa: E402
-from bot.sandbox import SandboxStack, sandbox_stack  # noqa: E402
+from engine.logs import configure_logging  # noqa: E402
+from features.approvals.tables import ApprovalRow  # noqa: E402
+from kernel.actions import Action, Step, StepContext  # noqa: E402
+from kernel.ids import SlackChannelId, SlackUserId  # noqa: E402
+from sandbox.app.stack import SandboxStack, sandbox_stack  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 CHANNEL = "C01PAYMENTS"
@@ -212,7 +213,14 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="admin URL")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds, not minutes: CI runs it so the bench never rots",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.clicks, args.connections = 1, 10, 4
     configure_logging("ERROR", "json")  # the outbox warns of every 429
     try:
         results = asyncio.run(run(args))

@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout even if the package is not 
 import requests.adapters  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from bot.db import RunRow  # noqa: E402
-from bot.sandbox import SandboxStack, sandbox_stack  # noqa: E402
+from engine.db import RunRow  # noqa: E402
+from sandbox.app.stack import SandboxStack, sandbox_stack  # noqa: E402
 
 TEMPLATES = ("node-postgres", "python-fastapi")
 TIMEOUT = 60.0
@@ -181,5 +181,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None, help="also write every result here")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds, not minutes: CI runs it so the bench never rots",
+    )
     options = parser.parse_args()
+    if options.quick:
+        options.services = 1
     sys.exit(asyncio.run(main(options.services, options.json)))

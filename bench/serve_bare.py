@@ -10,7 +10,7 @@ the benchmark can time start-up the same way for both servers.
 
 It imports nothing of the bot, so its start-up time and RSS are Bolt's own: bench/ack.py
 passes the sandbox workspace and signing secret on the command line (run by hand
-without them, it takes them from `bot.sandbox`, which imports the whole bot).
+without them, it takes them from `sandbox.app.stack`, which imports the whole bot).
 
 Prints ``READY <port> <response_url>`` once the port is open, then serves until SIGTERM
 or SIGINT and exits 0.
@@ -32,7 +32,13 @@ from slack_bolt.app.async_server import AsyncSlackAppServer
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from sandbox.slack_api import SlackChannel, SlackStandIn, SlackUser, SlackUserGroup, Workspace
+from sandbox.standins.slack_api import (
+    SlackChannel,
+    SlackStandIn,
+    SlackUser,
+    SlackUserGroup,
+    Workspace,
+)
 
 USER, CHANNEL = "alice", "platform"
 
@@ -99,11 +105,11 @@ async def serve(port: int, workspace: Workspace, signing_secret: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free)")
-    parser.add_argument("--signing-secret", help="default: bot.sandbox.SIGNING_SECRET")
-    parser.add_argument("--workspace", help="JSON; default: bot.sandbox.SANDBOX_WORKSPACE")
+    parser.add_argument("--signing-secret", help="default: sandbox.app.stack.SIGNING_SECRET")
+    parser.add_argument("--workspace", help="JSON; default: sandbox.app.stack.SANDBOX_WORKSPACE")
     args = parser.parse_args()
     if args.signing_secret is None or args.workspace is None:
-        from bot.sandbox import SANDBOX_WORKSPACE, SIGNING_SECRET
+        from sandbox.app.stack import SANDBOX_WORKSPACE, SIGNING_SECRET
 
         workspace, secret = SANDBOX_WORKSPACE, SIGNING_SECRET
     else:

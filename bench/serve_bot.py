@@ -1,8 +1,8 @@
 """Server A for bench/ack.py: the real bot, through its real HTTP stack, on the sandbox.
 
-`bot.sandbox.sandbox_stack()` starts the Slack stand-in and the whole bot (aiohttp
+`sandbox.app.stack.sandbox_stack()` starts the Slack stand-in and the whole bot (aiohttp
 server, Bolt app, middleware, Run worker, outbox) on SQLite in a temporary directory,
-exactly as `platform-bot sandbox` and the e2e tests do. Logging is at WARNING, in the
+exactly as `platform-bot-sandbox` and the e2e tests do. Logging is at WARNING, in the
 bot's own JSON format, so log lines do not dominate the measurement.
 
 Prints one line, ``READY <port> <response_url>``, once the HTTP port is open
@@ -18,8 +18,8 @@ import asyncio
 import signal
 import sys
 
-from bot.logs import configure_logging
-from bot.sandbox import SANDBOX_WORKSPACE, sandbox_stack
+from engine.logs import configure_logging
+from sandbox.app.stack import SANDBOX_WORKSPACE, sandbox_stack
 
 USER, CHANNEL = "alice", "platform"
 """Who types `/platform help`, and where (from SANDBOX_WORKSPACE)."""

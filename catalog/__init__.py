@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.domain import Directory, EnvironmentName, ServiceName, SlackUserId, TeamName
 from catalog.load import did_you_mean
 from catalog.model import Environment, PlatformModel, Service, Team
+from kernel.ids import EnvironmentName, ServiceName, SlackUserId, TeamName
+from kernel.ports.platform import Directory
 
 
 class UnknownName(LookupError):
@@ -75,7 +76,7 @@ class Catalog:
     def kubernetes_group(self, team: str) -> str:
         return self.team(team).kubernetes_group or team
 
-    # -- services registered at run time (new-service), merged in by bot.registry ----
+    # -- services registered at run time (new-service), merged in by engine.registry ----
 
     def add_service(self, name: str, service: Service) -> None:
         """Make a registered service known; its owner and environments must exist."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -135,7 +134,7 @@ class Parameter(BaseModel):
         for what, value in (("default", self.default), ("example", self.example)):
             if value is not None:
                 try:
-                    self.parse(_as_text(value))
+                    self.parse(as_text(value))
                 except ValueError as exc:
                     raise ValueError(f"{what} {value!r} {exc}") from None
         return self
@@ -161,9 +160,9 @@ class Parameter(BaseModel):
         if self.type == "enum":
             assert self.enum is not None
             for choice in self.enum:
-                if _as_text(choice) == text:
+                if as_text(choice) == text:
                     return choice
-            raise ValueError(f"must be one of {', '.join(_as_text(c) for c in self.enum)}")
+            raise ValueError(f"must be one of {', '.join(as_text(c) for c in self.enum)}")
         if len(text) > MAX_STRING:
             raise ValueError(f"must be at most {MAX_STRING} characters")
         if self.pattern is not None and not re.fullmatch(self.pattern, text):
@@ -173,11 +172,11 @@ class Parameter(BaseModel):
     def sample(self) -> str | None:
         """A valid value to render the skeleton with in `templates check`, if one is known."""
         if self.default is not None:
-            return _as_text(self.default)
+            return as_text(self.default)
         if self.example is not None:
-            return _as_text(self.example)
+            return as_text(self.example)
         if self.enum:
-            return _as_text(self.enum[0])
+            return as_text(self.enum[0])
         if self.type == "integer":
             low = self.min if self.min is not None else 1
             return str(low if self.max is None else min(low, self.max))
@@ -564,128 +563,8 @@ def _read_skeleton(skeleton: Path) -> tuple[dict[str, str], list[str]]:
 
 # -- checking ---------------------------------------------------------------------------------
 
-SAMPLE_DESCRIPTIONS = (
-    "A sample service",
-    "Quotes \" and ', a # hash, {{ braces }}, {% tags %}: and\na second line",
-)
-"""`templates check` renders with both: the second catches user text left unquoted."""
 
-
-def sample_context(template: Template, *, description: str) -> RenderContext:
-    """A render context with sample values, for checks and tests."""
-    raw = {p.name: p.sample() for p in template.parameters}
-    values, errors = template.parse_parameters(raw)
-    if errors:
-        raise TemplateError(
-            [f"{template.name}: parameter {name}: {error}" for name, error in errors.items()]
-        )
-    return RenderContext(
-        service="sample-service",
-        team="sample-team",
-        description=description,
-        environments=("staging", "prod"),
-        gitlab_group="sample-team",
-        slack_channel="#sample-team",
-        grafana_dashboard="sample-service-overview",
-        registry="registry.example.com/sample-team",
-        parameters=values,
-    )
-
-
-def check_templates(directory: Path) -> list[str]:
-    """Every problem of every template under `directory`; empty means all are fine."""
-    try:
-        folders = template_folders(directory)
-    except TemplateError as exc:
-        return exc.problems
-    problems = [p for folder in folders for p in check_template(folder)]
-    if not folders:
-        problems.append(f"{directory}: holds no templates")
-    return problems
-
-
-def check_template(folder: Path) -> list[str]:
-    """One template's problems: schema, rendering with sample values, the rendered files."""
-    try:
-        template = load_template(folder)
-        for parameter in template.parameters:
-            if parameter.sample() is None:
-                raise TemplateError(
-                    [
-                        f"{folder / 'template.yml'}: parameter {parameter.name}: give a default "
-                        "or an example, so the skeleton can be checked"
-                    ]
-                )
-        problems: list[str] = []
-        for description in SAMPLE_DESCRIPTIONS:
-            context = sample_context(template, description=description)
-            files = template.render(context)
-            for path, content in files.items():
-                problems += _file_problems(f"{template.name}/skeleton/{path}", path, content)
-            problems += _catalog_info_problems(template.name, context, files)
-    except TemplateError as exc:
-        return exc.problems
-    return list(dict.fromkeys(problems))
-
-
-def _file_problems(where: str, path: str, content: str) -> list[str]:
-    """A rendered .yml/.yaml (every document), .json or .toml file that does not parse."""
-    try:
-        if path.endswith((".yml", ".yaml")):
-            list(yaml.safe_load_all(content))
-        elif path.endswith(".json"):
-            json.loads(content)
-        elif path.endswith(".toml"):
-            tomllib.loads(content)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        return [f"{where}: {line}rendered file is not valid YAML: {reason}"]
-    except json.JSONDecodeError as exc:
-        return [f"{where}: line {exc.lineno}: rendered file is not valid JSON: {exc.msg}"]
-    except tomllib.TOMLDecodeError as exc:
-        return [f"{where}: rendered file is not valid TOML: {exc}"]
-    return []
-
-
-def _catalog_info_problems(name: str, context: RenderContext, files: dict[str, str]) -> list[str]:
-    """catalog-info.yaml is a Backstage Component owned by the team, with our annotations."""
-    where = f"{name}/skeleton/catalog-info.yaml"
-    if "catalog-info.yaml" not in files:
-        return [f"{where}: missing; every skeleton needs a Backstage catalog-info.yaml"]
-    try:
-        entity = yaml.safe_load(files["catalog-info.yaml"])
-    except yaml.YAMLError:
-        return []  # reported by _file_problems
-    if not isinstance(entity, dict):
-        return [f"{where}: must be one Backstage entity (a mapping)"]
-    problems = []
-    if entity.get("apiVersion") != "backstage.io/v1alpha1" or entity.get("kind") != "Component":
-        problems.append(f"{where}: must be apiVersion backstage.io/v1alpha1, kind Component")
-    metadata = _mapping(entity, "metadata")
-    spec = _mapping(entity, "spec")
-    if metadata.get("name") != context.service:
-        problems.append(f"{where}: metadata.name must be the service's name")
-    if metadata.get("description") != context.description:
-        problems.append(f"{where}: metadata.description must be the description, quoted")
-    if spec.get("owner") not in (context.team, f"group:{context.team}"):
-        problems.append(f"{where}: spec.owner must be group:<team>")
-    annotations = _mapping(metadata, "annotations")
-    missing = [a for a in CATALOG_ANNOTATIONS if not annotations.get(a)]
-    if not any(annotations.get(a) for a in GRAFANA_ANNOTATIONS):
-        missing.append(" or ".join(GRAFANA_ANNOTATIONS))
-    if missing:
-        problems.append(f"{where}: metadata.annotations lacks {', '.join(missing)}")
-    return problems
-
-
-def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _as_text(value: str | int | bool) -> str:
+def as_text(value: str | int | bool) -> str:
     """How a value is typed in Slack: booleans as true/false, numbers as digits."""
     if isinstance(value, bool):
         return "true" if value else "false"

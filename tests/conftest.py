@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot.settings import Settings
+from app.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PLATFORM_BOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-SAMPLE_CONFIG = Path(__file__).parent.parent / "bot" / "sample" / "platform.yml"
+SAMPLE_CONFIG = Path(__file__).parent.parent / "sandbox" / "app" / "sample" / "platform.yml"
 
 
 @pytest.fixture(autouse=True)

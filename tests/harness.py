@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from bot.sandbox import SandboxStack
-from sandbox.slack_api import RecordedCall
+from sandbox.app.stack import SandboxStack
+from sandbox.standins.slack_api import RecordedCall
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.sandbox import SandboxStack, sandbox_stack
+from sandbox.app.stack import SandboxStack, sandbox_stack
 from tests.harness import Chat
 
 

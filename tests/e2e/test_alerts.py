@@ -17,9 +17,9 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from bot.bootstrap import build_app
-from bot.sandbox import ALERTMANAGER_WEBHOOK_TOKEN, SandboxStack, sandbox_stack
-from sandbox.slack_api import Message
+from app.bootstrap import build_app
+from sandbox.app.stack import ALERTMANAGER_WEBHOOK_TOKEN, SandboxStack, sandbox_stack
+from sandbox.standins.slack_api import Message
 from tests.harness import eventually
 
 TOKEN = ALERTMANAGER_WEBHOOK_TOKEN
@@ -119,7 +119,7 @@ def shown(message: Message) -> str:
 @pytest.fixture
 async def stack(database_url: str) -> AsyncIterator[SandboxStack]:
     async with sandbox_stack(database_url=database_url) as running:
-        running.bot.alerts.window = timedelta(seconds=0.1)  # coalesce quickly in tests
+        running.bot.alerts.groups.window = timedelta(seconds=0.1)  # coalesce quickly in tests
         yield running
 
 
@@ -191,7 +191,7 @@ async def test_a_restart_between_firing_and_resolved_keeps_the_thread(
     second = build_app(stack.bot.settings, auto_upgrade=True)
     await second.start()
     try:
-        second.alerts.window = timedelta(seconds=0.1)
+        second.alerts.groups.window = timedelta(seconds=0.1)
         resolved = {**a, "status": "resolved", "endsAt": "2026-11-27T08:05:00Z"}
         status, _ = await post(stack, notification([resolved]), port=second.port)
         assert status == 200
@@ -227,7 +227,7 @@ async def test_wrong_or_missing_token_is_refused(stack: SandboxStack) -> None:
 
 
 async def test_without_a_configured_token_the_webhook_is_refused(stack: SandboxStack) -> None:
-    stack.bot.alerts.token = None  # as built when ALERTMANAGER_WEBHOOK_TOKEN is unset
+    stack.bot.alerts.receiver.token = None  # as built when ALERTMANAGER_WEBHOOK_TOKEN is unset
     status, text = await post(stack, notification([alert("a1", labels=CHECKOUT)]))
     assert status == 503 and "ALERTMANAGER_WEBHOOK_TOKEN" in text
 

@@ -17,20 +17,15 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bot.changes import ChangeGate
-from bot.cli import main
-from bot.db import ApprovalRow, ApprovalVoteRow, AuditRow, RunRow, utcnow
-from bot.domain import (
-    Action,
-    ChangeRefused,
-    Proposal,
-    SlackChannelId,
-    SlackUserId,
-    Step,
-    StepContext,
-)
-from bot.sandbox import SAMPLE_CONFIG, SANDBOX_WORKSPACE, SandboxStack, sandbox_stack
-from sandbox.slack_api import Message, SlackStandIn
+from app.cli import main
+from engine.db import AuditRow, RunRow, utcnow
+from features.approvals.tables import ApprovalRow, ApprovalVoteRow
+from kernel.actions import Action, Step, StepContext
+from kernel.errors import ChangeRefused
+from kernel.ids import SlackChannelId, SlackUserId
+from kernel.ports.platform import Proposal
+from sandbox.app.stack import SAMPLE_CONFIG, SANDBOX_WORKSPACE, SandboxStack, sandbox_stack
+from sandbox.standins.slack_api import Message, SlackStandIn
 from tests.harness import Chat
 
 PAYMENTS = "C01PAYMENTS"
@@ -319,10 +314,9 @@ async def test_clicking_after_expiry_and_the_sweeper(stack: SandboxStack) -> Non
     assert "Nothing was changed; ask again if it is still needed." in str(expired.blocks)
     await run_state(stack, first.run_id, "cancelled")
 
-    gate = stack.bot.ports.changes
-    assert isinstance(gate, ChangeGate)
-    await gate.sweep_once()  # the second one, nobody clicked (unless the background sweep
-    assert await gate.sweep_once() == 0  # got there first: either way, it expires once)
+    desk = stack.bot.approvals.desk
+    await desk.sweep_once()  # the second one, nobody clicked (unless the background sweep
+    assert await desk.sweep_once() == 0  # got there first: either way, it expires once)
     await run_state(stack, second.run_id, "cancelled")
     expired_by_sweep = [e for e in await audit_events(stack) if e[1] == "approval.expired"]
     assert expired_by_sweep == [("U02BOB", "approval.expired", ""), (BOT, "approval.expired", "")]

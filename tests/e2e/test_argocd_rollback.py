@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.sandbox import ARGOCD_TOKEN, SandboxStack, sandbox_stack
-from sandbox.slack_api import Message
+from sandbox.app.stack import ARGOCD_TOKEN, SandboxStack, sandbox_stack
+from sandbox.standins.slack_api import Message
 from tests.harness import Chat
 
 PAYMENTS = "C01PAYMENTS"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.sandbox import SandboxStack
+from sandbox.app.stack import SandboxStack
 from tests.harness import Chat
 
 

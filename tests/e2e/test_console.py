@@ -15,27 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import (
-    AnswerError,
-    Console,
-    Field,
+from catalog.load import load_platform_model
+from features.kit.context import Button, Context, Form
+from kernel.interactions import Click, Reply, Submission
+from sandbox.app.console import run_console
+from sandbox.app.console.forms import AnswerError, Field, parse_answer, render_view
+from sandbox.app.console.output import ScriptFailed, _LogCollector
+from sandbox.app.console.people import describe_people
+from sandbox.app.console.render import (
     Names,
-    ScriptFailed,
-    _contains,
-    _LogCollector,
-    describe_people,
-    parse_answer,
     render_conversation,
     render_message,
     render_mrkdwn,
-    render_view,
-    run_console,
 )
-from bot.domain import Click, Reply, Submission
-from bot.ports import Button, Context, Form
-from bot.sandbox import SAMPLE_CONFIG, SANDBOX_WORKSPACE, SandboxStack, sandbox_stack
-from catalog.load import load_platform_model
-from sandbox.slack_api import Message
+from sandbox.app.console.repl import Console, _contains
+from sandbox.app.stack import SAMPLE_CONFIG, SANDBOX_WORKSPACE, SandboxStack, sandbox_stack
+from sandbox.standins.slack_api import Message
 
 REPO = Path(__file__).resolve().parents[2]
 TOUR = REPO / "sandbox" / "scripts" / "tour.txt"
@@ -54,7 +49,7 @@ def sandbox(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "LANG": "C.UTF-8",
     }
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "sandbox", *args],
+        [sys.executable, "-m", "sandbox.app.cli", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

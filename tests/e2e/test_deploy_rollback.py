@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.sandbox import KUBERNETES_TOKEN, SandboxStack, sandbox_stack
-from sandbox.kubernetes import REVISION
-from sandbox.slack_api import Message
+from sandbox.app.stack import KUBERNETES_TOKEN, SandboxStack, sandbox_stack
+from sandbox.standins.kubernetes import REVISION
+from sandbox.standins.slack_api import Message
 from tests.harness import Chat
 
 PAYMENTS = "C01PAYMENTS"

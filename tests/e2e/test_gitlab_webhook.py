@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from bot.sandbox import GITLAB_WEBHOOK_TOKEN, SandboxStack, sandbox_stack
-from sandbox.slack_api import Message
+from sandbox.app.stack import GITLAB_WEBHOOK_TOKEN, SandboxStack, sandbox_stack
+from sandbox.standins.slack_api import Message
 from tests.harness import eventually
 
 CHANNEL = "C01PAYMENTS"  # checkout's owner, payments

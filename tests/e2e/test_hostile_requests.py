@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 
 from sqlalchemy import func, select
 
-from bot.db import AuditRow, OutboxRow
-from bot.sandbox import SandboxStack
+from engine.db import AuditRow, OutboxRow
+from sandbox.app.stack import SandboxStack
 from tests.harness import Chat
 
 

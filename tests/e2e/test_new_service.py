@@ -16,14 +16,15 @@ import hvac
 import pytest
 from sqlalchemy import update
 
-from adapters.protocols import SecretStore
-from bot.bootstrap import build_app
-from bot.db import RunRow
-from bot.domain import Action, Step, StepContext
-from bot.runs import STEP_ICONS
-from bot.sandbox import SandboxStack, sandbox_stack
-from commands.new_service import NewService, NewServiceExecutor
-from sandbox.slack_api import Message
+from app.bootstrap import build_app
+from engine.db import RunRow
+from engine.progress import STEP_ICONS
+from features.new_service.provisioning import NewServiceExecutor
+from features.new_service.request import NewService
+from kernel.actions import Action, Step, StepContext
+from kernel.ports.systems import SecretStore
+from sandbox.app.stack import SandboxStack, sandbox_stack
+from sandbox.standins.slack_api import Message
 from tests.harness import Chat
 
 ENVIRONMENTS = ("staging", "prod", "prod-eu")

@@ -12,8 +12,9 @@ from typing import Any
 import aiohttp
 from sqlalchemy import create_engine, make_url, text
 
-from bot.domain import Action, SlackUserId, Step, StepContext
-from bot.sandbox import sandbox_stack
+from kernel.actions import Action, Step, StepContext
+from kernel.ids import SlackUserId
+from sandbox.app.stack import sandbox_stack
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.harness import Chat
 
@@ -45,7 +46,7 @@ class HoldExecutor:
 
 def _platform_bot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
+        [sys.executable, "-m", "app.cli", *args],
         env={"PATH": "/usr/bin:/bin", **env},
         cwd=cwd,
         capture_output=True,
@@ -61,7 +62,7 @@ def test_database_down_at_startup_is_a_clear_error(tmp_path: Path) -> None:
             "DATABASE_URL": "postgresql://platform:secret@127.0.0.1:1/platform",
             "SLACK_BOT_TOKEN": "xoxb-1",
             "SLACK_SIGNING_SECRET": "s",
-            "PLATFORM_CONFIG": str(Path(__file__).parents[2] / "bot/sample/platform.yml"),
+            "PLATFORM_CONFIG": str(Path(__file__).parents[2] / "sandbox/app/sample/platform.yml"),
         },
         cwd=tmp_path,
     )

@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from bot.domain import Action, SlackChannelId, SlackUserId, Step, StepContext
-from bot.runs import StepFailed
-from bot.sandbox import SandboxStack, sandbox_stack
-from sandbox.slack_api import Message
+from engine.runs import StepFailed
+from kernel.actions import Action, Step, StepContext
+from kernel.ids import SlackChannelId, SlackUserId
+from sandbox.app.stack import SandboxStack, sandbox_stack
+from sandbox.standins.slack_api import Message
 
 
 class Flaky(Action):

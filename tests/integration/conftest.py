@@ -17,10 +17,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from bot.db import Database
-from bot.domain import Action, RunId, Step, StepContext
-from bot.migrate import upgrade
-from bot.runs import StepFailed
+from engine.db import Database
+from engine.migrate import upgrade
+from engine.runs import StepFailed
+from kernel.actions import Action, Step, StepContext
+from kernel.ids import RunId
 
 TOUCH_STEPS = (("prepare", "Prepare"), ("touch", "Touch the thing"), ("finish", "Finish"))
 """(name, title) of Touch's steps, in order. tests/integration/run_worker.py repeats them."""

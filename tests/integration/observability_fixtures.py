@@ -36,8 +36,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from sandbox._server import LoopbackServer
-from sandbox.observability import (
+from sandbox.standins._server import LoopbackServer
+from sandbox.standins.observability import (
     AlertmanagerServer,
     MetricTarget,
     ObservabilityUnavailable,

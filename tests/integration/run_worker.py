@@ -24,11 +24,11 @@ from typing import Any, ClassVar
 
 from sqlalchemy import func, select
 
-from bot.db import Database, RunRow
-from bot.domain import Action, Step, StepContext
-from bot.metrics import Metrics
-from bot.outbox import Outbox
-from bot.runs import ACTIVE_STATES, RunEngine
+from engine.db import Database, RunRow
+from engine.metrics import Metrics
+from engine.outbox import Outbox
+from engine.runs import ACTIVE_STATES, RunEngine
+from kernel.actions import Action, Step, StepContext
 
 IDLE_EXIT_S = 1.0
 STEPS = (("prepare", "Prepare"), ("touch", "Touch the thing"), ("finish", "Finish"))

@@ -6,18 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from bot.bootstrap import StartupError, build_adapters, build_app
-from bot.sandbox import SAMPLE_CONFIG, kubeconfig_yaml
-from bot.settings import Settings
+from app.bootstrap import StartupError, build_adapters, build_app
+from app.settings import Settings
 from catalog import Catalog
 from catalog.load import load_platform_model
+from kernel.errors import NotConfigured
+from sandbox.app.stack import SAMPLE_CONFIG, kubeconfig_yaml
 
 
 def settings(tmp_path: Path, **overrides: object) -> Settings:
     return Settings(
         slack_bot_token="xoxb-test",
         slack_signing_secret="secret",
-        database_url=f"sqlite:///{tmp_path / 'bot.db'}",
+        database_url=f"sqlite:///{tmp_path / 'engine.db'}",
         platform_config=SAMPLE_CONFIG,
         **overrides,  # type: ignore[arg-type]
     )
@@ -28,7 +29,7 @@ def test_nothing_configured_means_no_adapters(tmp_path: Path) -> None:
     adapters = build_adapters(settings(tmp_path), catalog)
 
     assert all(value is None for value in vars(adapters).values())
-    with pytest.raises(Exception, match="set GITLAB_URL and GITLAB_TOKEN"):
+    with pytest.raises(NotConfigured, match="needs GITLAB_URL and GITLAB_TOKEN"):
         adapters.require("gitlab")
 
 

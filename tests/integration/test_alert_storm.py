@@ -26,11 +26,12 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from bot.bootstrap import PlatformBot, build_app
-from bot.db import AlertGroupRow, AlertNotificationRow, OutboxRow
-from bot.sandbox import SANDBOX_WORKSPACE, SIGNING_SECRET
-from bot.settings import Settings
-from sandbox.slack_api import RecordedCall, SlackChannel, SlackStandIn
+from app.bootstrap import PlatformBot, build_app
+from app.settings import Settings
+from engine.db import OutboxRow
+from features.alerts.tables import AlertGroupRow, AlertNotificationRow
+from sandbox.app.stack import SANDBOX_WORKSPACE, SIGNING_SECRET
+from sandbox.standins.slack_api import RecordedCall, SlackChannel, SlackStandIn
 
 SCALE = 10
 """Time compression: 1 real second of the storm is 1/SCALE s here; Slack allows SCALE/s."""
@@ -144,7 +145,7 @@ async def storm_bot(
     )
     bot = build_app(settings, auto_upgrade=True)
     bot.deliverer.rate = SCALE  # Slack's 1 message/s/channel, compressed like the storm
-    bot.alerts.window = bot.alerts.window / SCALE
+    bot.alerts.groups.window = bot.alerts.groups.window / SCALE
     await bot.start()
     try:
         yield bot, slack

@@ -18,18 +18,18 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from bot.bootstrap import PlatformBot, build_app
-from bot.sandbox import SANDBOX_WORKSPACE, SIGNING_SECRET
-from bot.settings import Settings
-from sandbox.observability import (
+from app.bootstrap import PlatformBot, build_app
+from app.settings import Settings
+from sandbox.app.stack import SANDBOX_WORKSPACE, SIGNING_SECRET
+from sandbox.standins.observability import (
     AlertmanagerServer,
     MetricTarget,
     ObservabilityUnavailable,
     PrometheusServer,
     free_port,
 )
-from sandbox.slack_api import Message, SlackStandIn
-from sandbox.slack_client import SlackSender
+from sandbox.standins.slack_api import Message, SlackStandIn
+from sandbox.standins.slack_client import SlackSender
 from tests.conftest import SAMPLE_CONFIG
 
 TOKEN = "real-am-token"
@@ -91,7 +91,7 @@ async def running(database_url: str) -> AsyncIterator[Running]:
             prometheus_url=prometheus.url,
         )
         bot = build_app(settings, auto_upgrade=True)
-        bot.alerts.window = bot.alerts.window / 10  # coalesce quickly in tests
+        bot.alerts.groups.window = bot.alerts.groups.window / 10  # coalesce quickly in tests
         await bot.start()
         stack.push_async_callback(bot.stop)
         sender = SlackSender(

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from bot.domain import Action, SlackChannelId, SlackUserId, Step, StepContext
+from kernel.actions import Action, Step, StepContext
+from kernel.ids import SlackChannelId, SlackUserId
 
-SAMPLE = Path(__file__).resolve().parents[2] / "bot" / "sample" / "platform.yml"
+SAMPLE = Path(__file__).resolve().parents[2] / "sandbox" / "app" / "sample" / "platform.yml"
 PAYMENTS = "C01PAYMENTS"
 
 
@@ -73,9 +74,9 @@ def quorum_config(tmp_path: Path) -> Path:
 
 
 async def serve_second_bot(url: str, slack_api_url: str, config: Path, log: Path) -> None:
-    from bot.bootstrap import build_app
-    from bot.sandbox import SANDBOX_WORKSPACE, SIGNING_SECRET
-    from bot.settings import Settings
+    from app.bootstrap import build_app
+    from app.settings import Settings
+    from sandbox.app.stack import SANDBOX_WORKSPACE, SIGNING_SECRET
 
     settings = Settings(
         slack_bot_token=SANDBOX_WORKSPACE.bot_token,
@@ -107,9 +108,10 @@ if __name__ == "__main__":
 from sqlalchemy import select  # noqa: E402 - the script above needs none of these
 from sqlalchemy.orm import Session  # noqa: E402
 
-from bot.db import ApprovalRow, ApprovalVoteRow, RunRow  # noqa: E402
-from bot.sandbox import SIGNING_SECRET, SandboxStack, sandbox_stack  # noqa: E402
-from sandbox.slack_client import SlackSender  # noqa: E402
+from engine.db import RunRow  # noqa: E402
+from features.approvals.tables import ApprovalRow, ApprovalVoteRow  # noqa: E402
+from sandbox.app.stack import SIGNING_SECRET, SandboxStack, sandbox_stack  # noqa: E402
+from sandbox.standins.slack_client import SlackSender  # noqa: E402
 
 
 def _payload_body(payload: dict[str, Any]) -> bytes:

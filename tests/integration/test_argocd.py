@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 
 from adapters.argocd import ArgoCDClient, _application
-from adapters.protocols import AdapterError, AutoSyncEnabled
-from sandbox.argocd import ArgoCDStandIn
+from kernel.errors import AdapterError
+from kernel.ports.systems import AutoSyncEnabled
+from sandbox.standins.argocd import ArgoCDStandIn
 
 TOKEN = "argocd-test-token"
 APP = "checkout-prod"

@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from adapters.gitlab import GitLabCodeHost
-from adapters.protocols import AdapterError, CiVariable, Pipeline, Project
-from sandbox.gitlab import GitLabStandIn
+from kernel.errors import AdapterError
+from kernel.ports.systems import CiVariable, Pipeline, Project
+from sandbox.standins.gitlab import GitLabStandIn
 
 TOKEN = "glpat-adapter-test-token"
 GROUPS = [(10, "platform"), (11, "platform/payments")]

@@ -20,8 +20,9 @@ import pytest
 from kubernetes import client
 
 from adapters.kubernetes import KubernetesCluster, KubernetesClusters
-from adapters.protocols import AdapterError, NamespaceSpec, RolloutStatus
-from sandbox.kubernetes import KubernetesStandIn
+from kernel.errors import AdapterError
+from kernel.ports.systems import NamespaceSpec, RolloutStatus
+from sandbox.standins.kubernetes import KubernetesStandIn
 
 TOKEN = "kube-test-token"
 NS = "payments-checkout-prod"

@@ -20,8 +20,9 @@ import pytest_asyncio
 from adapters.alertmanager import AlertmanagerClient, error_text
 from adapters.grafana import GrafanaLinks
 from adapters.prometheus import PrometheusClient
-from adapters.protocols import AdapterError, Matcher
-from sandbox.observability import (
+from kernel.errors import AdapterError
+from kernel.ports.systems import Matcher
+from sandbox.standins.observability import (
     AlertmanagerServer,
     MetricTarget,
     ObservabilityUnavailable,

@@ -1,6 +1,6 @@
 """The outbox and its deliverer against the Slack stand-in, on SQLite and PostgreSQL.
 
-The bot's real slack_sdk client talks HTTP to `sandbox.slack_api.SlackStandIn`, which
+The bot's real slack_sdk client talks HTTP to `sandbox.standins.slack_api.SlackStandIn`, which
 answers as Slack does (429 + Retry-After past its per-channel rate, channel_not_found,
 ...). Unless a test is about Slack's real figure of one message a second per channel,
 both the stand-in and the deliverer run at FAST_RATE messages a second, so the file
@@ -21,13 +21,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.db import Database, OutboxRow, SlackMessageRow, utcnow
-from bot.messenger import OutboxMessenger
-from bot.metrics import Metrics
-from bot.migrate import upgrade
-from bot.outbox import Deliverer, Outbox
-from bot.sandbox import SANDBOX_WORKSPACE
-from sandbox.slack_api import RecordedCall, SlackStandIn
+from engine.db import Database, OutboxRow, SlackMessageRow, utcnow
+from engine.deliverer import Deliverer
+from engine.messenger import OutboxMessenger
+from engine.metrics import Metrics
+from engine.migrate import upgrade
+from engine.outbox import Outbox
+from sandbox.app.stack import SANDBOX_WORKSPACE
+from sandbox.standins.slack_api import RecordedCall, SlackStandIn
 
 FAST_RATE = 10.0
 """Messages a second per channel for tests that are not about Slack's 1/s."""
@@ -239,7 +240,7 @@ async def test_server_error_is_retried_with_backoff(
 
 
 SERVER_ERROR_COUNTED_TWICE = (
-    "bot/outbox.py Deliverer._failed increments slack_api_errors for a transient Slack "
+    "engine/deliverer.py Deliverer._failed increments slack_api_errors for a transient Slack "
     "error (HTTP 5xx, internal_error, ...) and then calls _retry_later(count_attempt=True), "
     "which increments it again"
 )
@@ -280,7 +281,7 @@ async def test_permanent_error_is_recorded_and_others_still_delivered(
 
 
 ONE_CHANNEL_STARVES_THE_OTHERS = (
-    "bot/outbox.py Deliverer._due_rows reads only the oldest 500 pending rows; when one "
+    "engine/deliverer.py Deliverer._due_rows reads only the oldest 500 pending rows; when one "
     "channel has a backlog of more than 500 (an alert storm at 1/s), rows of every other "
     "channel are never looked at until that backlog drains"
 )

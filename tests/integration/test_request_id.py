@@ -9,9 +9,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from bot.domain import Action, SlackUserId, Step, StepContext
-from bot.logs import JsonFormatter, request_id
-from bot.sandbox import sandbox_stack
+from engine.logs import JsonFormatter, request_id
+from kernel.actions import Action, Step, StepContext
+from kernel.ids import SlackUserId
+from sandbox.app.stack import sandbox_stack
 
 
 class Note(Action):

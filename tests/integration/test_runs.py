@@ -20,12 +20,14 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bot.db import AuditRow, Database, OutboxRow, RunRow, RunStepRow
-from bot.domain import ChangeRefused, Executor, RunId, SlackChannelId, SlackUserId
-from bot.metrics import Metrics
-from bot.migrate import upgrade
-from bot.outbox import Outbox
-from bot.runs import RunEngine, RunLocked, UnknownAction
+from engine.db import AuditRow, Database, OutboxRow, RunRow, RunStepRow
+from engine.metrics import Metrics
+from engine.migrate import upgrade
+from engine.outbox import Outbox
+from engine.runs import RunEngine, RunLocked, UnknownAction
+from kernel.actions import Executor
+from kernel.errors import ChangeRefused
+from kernel.ids import RunId, SlackChannelId, SlackUserId
 from tests.integration.conftest import TOUCH_STEPS, Recorder, Touch, TouchExecutor
 
 ALICE = SlackUserId("U01ALICE")

@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from bot.db import Base, make_engine
-from bot.migrate import current_revision, head_revision, upgrade
+from engine.db import Base, make_engine
+from engine.migrate import current_revision, head_revision, upgrade
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -39,7 +39,7 @@ def test_migrations_match_the_models(database_url: str) -> None:
 
 def test_db_upgrade_command(database_url: str, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "db", "upgrade"],
+        [sys.executable, "-m", "app.cli", "db", "upgrade"],
         env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url},
         cwd=tmp_path,
         capture_output=True,
@@ -51,7 +51,7 @@ def test_db_upgrade_command(database_url: str, tmp_path: Path) -> None:
 
 
 def test_serving_an_old_postgres_schema_is_refused(postgres_url: str) -> None:
-    from bot.bootstrap import StartupError, open_database
+    from app.bootstrap import StartupError, open_database
 
     try:
         open_database(postgres_url)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from catalog.templates import SAMPLE_DESCRIPTIONS, Template, load_templates, sample_context
+from catalog.template_checks import SAMPLE_DESCRIPTIONS, sample_context
+from catalog.templates import Template, load_templates
 from tests.unit.fakes import REPO_ROOT
 
 TEMPLATES = load_templates(REPO_ROOT / "templates")

@@ -13,7 +13,7 @@ import hvac.exceptions
 import pytest
 
 from adapters.vault import VaultError, VaultSecretStore
-from sandbox.openbao import OpenBaoDevServer, OpenBaoUnavailable, free_port, throwaway_ca
+from sandbox.standins.openbao import OpenBaoDevServer, OpenBaoUnavailable, free_port, throwaway_ca
 
 ROOT_TOKEN = "root"
 K8S = "https://kubernetes.example:6443"

@@ -1,9 +1,9 @@
-"""In-memory fakes of the ports in `bot.domain`, and a CommandContext built on them.
+"""In-memory fakes of the ports in `kernel.ports`, and a CommandContext built on them.
 
 They are small honest stand-ins of the Protocols (DESIGN.md, "ports and fakes"): a
 Directory that knows a few user groups and e-mail addresses, an AuditLog kept in a
 list, a RunSubmitter that records what it was asked and is idempotent on its key.
-The default people mirror the sandbox workspace (bot/sandbox.py).
+The default people mirror the sandbox workspace (sandbox/app/stack.py).
 """
 
 from __future__ import annotations
@@ -14,26 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters import Adapters
-from bot.domain import (
-    Action,
-    AuditEntry,
-    ChangeRefused,
-    Proposal,
-    RunId,
-    ServiceName,
-    SlackChannelId,
-    SlackTeamId,
-    SlackUserId,
-    SubmittedRun,
-)
-from bot.ports import Ports
 from catalog import Catalog
 from catalog.load import load_platform_model
-from commands.base import CommandContext
+from features.kit.commands import CommandContext
+from features.kit.context import Ports
+from features.kit.registry import FeatureRegistry
+from kernel.actions import Action, SubmittedRun
+from kernel.errors import ChangeRefused
+from kernel.ids import RunId, ServiceName, SlackChannelId, SlackTeamId, SlackUserId
+from kernel.ports.platform import AuditEntry, Proposal
+from kernel.ports.systems import Adapters
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_CONFIG = REPO_ROOT / "bot" / "sample" / "platform.yml"
+SAMPLE_CONFIG = REPO_ROOT / "sandbox" / "app" / "sample" / "platform.yml"
 
 ALICE, BOB, CAROL, DAVE, ERIN = (
     SlackUserId(u) for u in ("U01ALICE", "U02BOB", "U03CAROL", "U04DAVE", "U05ERIN")
@@ -140,7 +133,7 @@ class FakeRuns:
 
 @functools.cache
 def sample_catalog() -> Catalog:
-    """The catalog of bot/sample/platform.yml (read once; Catalog is immutable)."""
+    """The catalog of sandbox/app/sample/platform.yml (read once; Catalog is immutable)."""
     return Catalog(load_platform_model(SAMPLE_CONFIG))
 
 
@@ -240,7 +233,7 @@ class FakeApprovalDesk:
     async def vote(
         self, approval_id: str, *, voter: Any, approve: bool, reason: str | None = None
     ) -> Any:
-        from approvals.request import Answer
+        from features.approvals.request import Answer
 
         if approval_id not in self.requests:
             return Answer(text="That approval request does not exist.")
@@ -256,6 +249,9 @@ class FakeApprovalDesk:
     async def listing(self, user: Any) -> tuple[list[Any], list[Any]]:
         mine = [r for r in self.requests.values() if r.requested_by == user]
         return [r for r in self.requests.values() if r.requested_by != user], mine
+
+    async def sweep(self, stop: Any) -> None:
+        return None
 
 
 class FakeAlertGroups:
@@ -339,7 +335,55 @@ def make_context(
             adapters=adapters if adapters is not None else Adapters(),
             changes=changes if changes is not None else FakeChanges(runs),
             services=FakeServiceRegistry(catalog),
-            approvals=FakeApprovalDesk(),
-            alerts=FakeAlertGroups(),
         ),
     )
+
+
+def feature_registry(
+    *, desk: FakeApprovalDesk | None = None, groups: FakeAlertGroups | None = None
+) -> FeatureRegistry:
+    """Every feature registered as the bot registers them, on fakes where a feature needs
+    its own objects (the approval desk, the alert groups)."""
+    from types import SimpleNamespace
+
+    import features.alerts
+    import features.approvals
+    import features.general
+    import features.new_service
+    import features.pipelines
+    import features.releases
+
+    async def idle(stop: Any) -> None:
+        return None
+
+    registry = FeatureRegistry()
+    features.general.register(registry)
+    features.releases.register(registry)
+    features.approvals.register(
+        registry,
+        SimpleNamespace(desk=desk or FakeApprovalDesk(), gate=None),  # type: ignore[arg-type]
+    )
+    alerts = SimpleNamespace(
+        receiver=SimpleNamespace(receive=None),
+        worker=SimpleNamespace(work=idle),
+        groups=groups or FakeAlertGroups(),
+    )
+    features.alerts.register(registry, alerts, releases=FakeReleases())  # type: ignore[arg-type]
+    features.new_service.register(registry)
+    features.pipelines.register(registry, SimpleNamespace(receive=None))  # type: ignore[arg-type]
+    return registry
+
+
+class FakeReleases:
+    """`Releases` that records the rollbacks asked for and answers that it was queued."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, str | None]] = []
+
+    async def rollback(
+        self, asker: Any, *, service: str, env: str, reason: str | None = None
+    ) -> Any:
+        from kernel.interactions import Reply
+
+        self.asked.append((service, env, reason))
+        return Reply(text=f"rollback of {service} in {env} asked")

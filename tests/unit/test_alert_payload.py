@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.buttons import parse_duration
-from alerts.payload import PayloadError, expression_of, parse
-from alerts.threads import (
+from catalog import Catalog
+from catalog.load import load_platform_model
+from features.alerts.buttons import parse_duration
+from features.alerts.payload import PayloadError, expression_of, parse
+from features.alerts.threads import (
     AlertLine,
     ParentView,
     Route,
@@ -19,8 +21,6 @@ from alerts.threads import (
     render_reply,
     route,
 )
-from catalog import Catalog
-from catalog.load import load_platform_model
 from tests.conftest import SAMPLE_CONFIG
 
 # As Alertmanager 0.25 sends it (the documented webhook_config payload, version 4).

@@ -14,11 +14,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.domain import AuditEntry, EnvironmentName, Reply, ServiceName, SlackUserId, UsageError
-from bot.mrkdwn import escape
 from catalog import Catalog
-from commands import discover, registry
-from commands.base import MAX_TEXT
+from features.kit.commands import MAX_TEXT
+from kernel.errors import UsageError
+from kernel.ids import EnvironmentName, ServiceName, SlackUserId
+from kernel.interactions import Reply
+from kernel.mrkdwn import escape
+from kernel.ports.platform import AuditEntry
 from tests.unit.fakes import (
     ALICE,
     BOB,
@@ -28,11 +30,12 @@ from tests.unit.fakes import (
     SAMPLE_EMAILS,
     FakeAuditLog,
     FakeDirectory,
+    feature_registry,
     make_context,
     sample_catalog,
 )
 
-REGISTRY = discover()
+REGISTRY = feature_registry().commands
 COMMAND_NAMES = sorted(REGISTRY.by_name)
 HOSTILE = "<!channel> <@U123> <https://evil.example|docs> &"
 """Typed by someone who wants the bot to ping everyone, mention someone and lie about a link."""
@@ -42,7 +45,7 @@ async def say(text: str, *, user: str = ALICE, **context: object) -> str:
     """What the person sees: the reply's text, or the usage error's message."""
     ctx = make_context(user, **context)  # type: ignore[arg-type]
     try:
-        command, args = registry().resolve(text)
+        command, args = REGISTRY.resolve(text)
         reply = await command.run(ctx, args)
     except UsageError as exc:
         return exc.message
@@ -54,7 +57,7 @@ async def refused(text: str, *, user: str = ALICE, **context: object) -> UsageEr
     """The UsageError a text gets; fails the test when the command succeeds."""
     ctx = make_context(user, **context)  # type: ignore[arg-type]
     with pytest.raises(UsageError) as caught:
-        command, args = registry().resolve(text)
+        command, args = REGISTRY.resolve(text)
         await command.run(ctx, args)
     return caught.value
 
@@ -140,7 +143,7 @@ async def test_an_unknown_command_with_nothing_close_points_at_help() -> None:
 
 @pytest.mark.parametrize("text", ["HELP", "WhoAmI", "Audit checkout"])
 async def test_command_names_are_case_insensitive(text: str) -> None:
-    command, _ = registry().resolve(text)
+    command, _ = REGISTRY.resolve(text)
     assert command.name == text.split()[0].lower()
 
 
@@ -560,7 +563,7 @@ async def test_any_text_gives_a_reply_or_a_usage_error_and_nothing_live(
 ) -> None:
     ctx = make_context(user, audit=sample_audit())
     try:
-        command, args = registry().resolve(text)
+        command, args = REGISTRY.resolve(text)
         reply = await command.run(ctx, args)
     except UsageError as exc:
         shown = exc.message

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from app.cli import main
 from catalog import Catalog, UnknownName
 from catalog.load import (
     ConfigError,
@@ -169,7 +169,7 @@ def test_an_unknown_key_is_reported_with_a_suggestion(
 
 def test_an_unknown_key_with_nothing_close_is_still_reported() -> None:
     text = edit(
-        "templates_dir: ../../templates", "templates_dir: ../../templates\nflavour: vanilla"
+        "templates_dir: ../../../templates", "templates_dir: ../../../templates\nflavour: vanilla"
     )
 
     assert problems_of(text) == [f"line {line_of(text, 'flavour')}: flavour: unknown key 'flavour'"]

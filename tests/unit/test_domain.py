@@ -20,10 +20,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import Field, SecretStr, ValidationError
 
-from bot.cli import main
-from bot.domain import Action, AuditEntry, ServiceName, SlackUserId
-from bot.mrkdwn import code, escape, truncate
-from bot.settings import Settings
+from app.cli import main
+from app.settings import Settings
+from kernel.actions import Action
+from kernel.ids import ServiceName, SlackUserId
+from kernel.mrkdwn import code, escape, truncate
+from kernel.ports.platform import AuditEntry
 from tests.unit.fakes import (
     ALICE,
     BOB,
@@ -466,7 +468,7 @@ def test_the_installed_entry_point_exits_2_on_an_invalid_port() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from bot.cli import main; sys.exit(main())",
+            "import sys; from app.cli import main; sys.exit(main())",
             "check-config",
             str(SAMPLE_CONFIG),
         ],

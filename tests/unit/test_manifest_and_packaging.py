@@ -23,8 +23,6 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-import commands
-
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "manifest.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -273,10 +271,11 @@ def test_socket_mode_variant_needs_no_request_urls(manifest_data: dict[str, Any]
 
 
 def slack_methods_called() -> set[str]:
-    """Web API methods bot/ calls: `client.users_info(...)`, and the outbox's queued
-    methods (`method="chat.update"`)."""
+    """Web API methods the runtime calls: `client.users_info(...)`, and the outbox's
+    queued methods (`method="chat.update"`)."""
     called: set[str] = set()
-    for path in (ROOT / "bot").rglob("*.py"):
+    paths = [p for room in ("app", "engine", "features") for p in (ROOT / room).rglob("*.py")]
+    for path in paths:
         text = path.read_text(encoding="utf-8")
         called |= {m.replace("_", ".") for m in re.findall(r"client\.(\w+)\(", text)}
         called |= set(re.findall(r'method="((?:chat|views|users|conversations)\.\w+)"', text))
@@ -314,18 +313,18 @@ def test_slash_command_and_settings(manifest: Manifest) -> None:
 
 def test_manifest_matches_what_bolt_registers(manifest: Manifest) -> None:
     """Every command and event the Bolt app listens for is in the manifest, and back."""
-    source = (ROOT / "bot" / "slack_app.py").read_text(encoding="utf-8")
+    source = (ROOT / "app" / "slack" / "bolt.py").read_text(encoding="utf-8")
     registered_commands = set(re.findall(r"\.command\(\s*[\"']([^\"']+)[\"']", source))
     registered_events = set(re.findall(r"\.event\(\s*[\"']([^\"']+)[\"']", source))
-    assert registered_commands, "found no app.command(...) in bot/slack_app.py"
+    assert registered_commands, "found no app.command(...) in app/slack/bolt.py"
     assert registered_commands == {c.command for c in manifest.features.slash_commands}
     assert manifest.settings.event_subscriptions is not None
     assert registered_events == set(manifest.settings.event_subscriptions.bot_events)
 
 
 def test_request_url_and_health_paths_are_served() -> None:
-    from bot.http import build_web_app
-    from bot.metrics import Metrics
+    from app.http import build_web_app
+    from engine.metrics import Metrics
 
     app = build_web_app(bolt=object(), db=None, metrics=Metrics())  # type: ignore[arg-type]
     routes = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
@@ -337,8 +336,10 @@ def test_request_url_and_health_paths_are_served() -> None:
 
 
 def command_names() -> list[str]:
-    names = sorted(commands.discover().by_name)
-    assert names, "commands.discover() found no commands"
+    from tests.unit.fakes import feature_registry
+
+    names = sorted(feature_registry().commands.by_name)
+    assert names, "no feature registered a command"
     return names
 
 

@@ -1,7 +1,7 @@
 """`/platform new-service` on in-memory fakes: parsing, validation, the modal, the steps.
 
 The fakes of GitLab, Kubernetes and Vault below are small honest versions of the
-Protocols in adapters.protocols: they keep what exists and count what they were asked to
+Protocols in kernel.ports.systems: they keep what exists and count what they were asked to
 change, so a test can tell "created" from "found".
 """
 
@@ -14,41 +14,27 @@ from typing import Any
 
 import pytest
 
-import commands.new_service as new_service_module
-from adapters import Adapters
-from adapters.protocols import (
-    AdapterError,
+import features.new_service.request as new_service_module
+from catalog import Catalog
+from features.kit.commands import Arguments
+from features.kit.context import Context, Ports
+from features.new_service.cleanup import CleanUpButton, CleanUpExecutor
+from features.new_service.command import NewServiceCommand
+from features.new_service.modal import NewServiceForm
+from features.new_service.provisioning import NewServiceExecutor
+from features.new_service.request import CleanUpService, NewService, name_problem
+from kernel.actions import Action, Step, StepContext
+from kernel.errors import AdapterError, StepFailed, UsageError
+from kernel.ids import RunId, SlackChannelId, SlackTeamId
+from kernel.interactions import Click, Submission
+from kernel.ports.systems import (
+    Adapters,
     CiVariable,
     NamespaceSpec,
     NamespaceState,
     Pipeline,
     Project,
     ServiceSecrets,
-)
-from bot.domain import (
-    Action,
-    Click,
-    RunId,
-    SlackChannelId,
-    SlackTeamId,
-    Step,
-    StepContext,
-    StepFailed,
-    Submission,
-    UsageError,
-)
-from bot.ports import Context, Ports
-from catalog import Catalog
-from commands.base import Arguments
-from commands.new_service import (
-    CleanUpButton,
-    CleanUpExecutor,
-    CleanUpService,
-    NewService,
-    NewServiceCommand,
-    NewServiceExecutor,
-    NewServiceForm,
-    name_problem,
 )
 from tests.unit.fakes import (
     ALICE,
@@ -615,7 +601,9 @@ async def test_a_gitlab_failure_fails_the_step_with_its_message(world: World) ->
 async def test_a_missing_adapter_says_which_setting_configures_it(world: World) -> None:
     ports = world.ports(world.context().ports)
     bare = replace(ports, adapters=Adapters())
-    with pytest.raises(StepFailed, match=r"GitLab is not configured on this bot \(set GITLAB_URL"):
+    with pytest.raises(
+        AdapterError, match=r"GitLab is not configured on this bot \(it needs GITLAB_URL"
+    ):
         await run_steps(NewServiceExecutor(bare).steps(new_service()), new_service())
 
 

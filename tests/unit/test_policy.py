@@ -7,8 +7,11 @@ from typing import ClassVar
 
 import pytest
 
-from approvals.card import APPROVE, REJECT, render_card
-from approvals.policy import (
+from app.cli import main
+from catalog.load import check_platform_text, load_platform_model
+from catalog.model import PlatformModel
+from features.approvals.card import APPROVE, REJECT, render_card
+from features.approvals.policy import (
     HIGH_RISK_DEFAULT,
     Person,
     Requirement,
@@ -20,11 +23,8 @@ from approvals.policy import (
     rule_summary,
     unknown_usergroups,
 )
-from approvals.request import ApprovalRequest, Vote
-from bot.cli import main
-from bot.domain import Action
-from catalog.load import check_platform_text, load_platform_model
-from catalog.model import PlatformModel
+from features.approvals.request import ApprovalRequest, Vote
+from kernel.actions import Action
 from tests.unit.fakes import SAMPLE_CONFIG
 
 

@@ -14,9 +14,30 @@ from typing import Any
 
 import pytest
 
-from adapters import Adapters
-from adapters.protocols import (
-    AdapterError,
+from features.kit.commands import Arguments
+from features.kit.context import Context
+from features.releases.actions import (
+    AUTO_SYNC_OFF_AND_ROLL_BACK,
+    Deploy,
+    Rollback,
+    SetAutoSync,
+    image_change,
+    split_image,
+    with_version,
+)
+from features.releases.buttons import RollBackWithoutAutoSync, TurnAutoSyncBackOn
+from features.releases.executors import DeployExecutor, RollbackExecutor, executors
+from features.releases.history import History
+from features.releases.planning import plan_deploy, plan_rollback, start_rollback
+from features.releases.status import Status
+from features.releases.targets import AutoSyncOn, check_version
+from kernel.actions import Action, Step, StepContext
+from kernel.errors import AdapterError, StepFailed, UsageError
+from kernel.ids import EnvironmentName, RunId, ServiceName, SlackUserId
+from kernel.interactions import Reply
+from kernel.ports.platform import AuditEntry
+from kernel.ports.systems import (
+    Adapters,
     AutoSyncEnabled,
     Cluster,
     GitOpsApplication,
@@ -26,41 +47,6 @@ from adapters.protocols import (
     Revision,
     RolloutStatus,
 )
-from bot.domain import (
-    Action,
-    AuditEntry,
-    EnvironmentName,
-    Reply,
-    RunId,
-    ServiceName,
-    SlackUserId,
-    Step,
-    StepContext,
-    UsageError,
-)
-from bot.ports import Context
-from commands.base import Arguments
-from commands.history import History
-from commands.release_buttons import RollBackWithoutAutoSync, TurnAutoSyncBackOn
-from commands.releases import (
-    AUTO_SYNC_OFF_AND_ROLL_BACK,
-    AutoSyncOn,
-    Deploy,
-    DeployExecutor,
-    Rollback,
-    RollbackExecutor,
-    SetAutoSync,
-    StepFailed,
-    check_version,
-    executors,
-    image_change,
-    plan_deploy,
-    plan_rollback,
-    split_image,
-    start_rollback,
-    with_version,
-)
-from commands.status import Status
 from tests.unit.fakes import (
     ALICE,
     BOB,
@@ -483,7 +469,7 @@ async def test_without_kubernetes_configured_the_bot_says_so() -> None:
 
     message = await refusal(plan_deploy(ctx, service="checkout", env="prod", version="1.4.3"))
 
-    assert message.startswith("Kubernetes is not configured on this bot (KUBECONFIG)")
+    assert message.startswith("Kubernetes is not configured on this bot (it needs KUBECONFIG")
 
 
 async def test_a_missing_deployment_is_named_with_where_it_was_looked_for() -> None:
@@ -662,7 +648,8 @@ async def test_a_forged_button_value_does_nothing(value: str) -> None:
 
 
 def click(value: str, user: str = ALICE) -> Any:
-    from bot.domain import Click, SlackTeamId, SlackUserId
+    from kernel.ids import SlackTeamId, SlackUserId
+    from kernel.interactions import Click
 
     return Click(
         user=SlackUserId(user),

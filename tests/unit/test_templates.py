@@ -16,17 +16,16 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.cli import main
+from app.cli import main
 from catalog.load import load_platform_model
+from catalog.template_checks import check_templates, sample_context
 from catalog.templates import (
     RenderContext,
     Template,
     TemplateError,
-    check_templates,
     load_template,
     load_templates,
     quote,
-    sample_context,
 )
 from tests.unit.fakes import REPO_ROOT
 
@@ -138,7 +137,7 @@ def test_the_sample_config_points_at_the_shipped_templates_from_any_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
 
-    model = load_platform_model(REPO_ROOT / "bot" / "sample" / "platform.yml")
+    model = load_platform_model(REPO_ROOT / "sandbox" / "app" / "sample" / "platform.yml")
 
     assert Path(model.templates_dir) == SHIPPED
     assert "node-postgres" in load_templates(model.templates_dir)

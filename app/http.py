@@ -1,0 +1,96 @@
+"""The HTTP server: Slack's request URL and the endpoints operators and probes use.
+
+POST /slack/events   commands, interactivity and events (signed by Slack)
+POST /alerts/alertmanager  Alertmanager's webhook (bearer token; features.alerts)
+POST /webhooks/gitlab      GitLab's pipeline webhook (X-Gitlab-Token; features.pipelines)
+GET  /healthz        the process is up
+GET  /readyz         the database answers (503 otherwise)
+GET  /metrics        Prometheus metrics
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from engine.db import Database
+from engine.logs import request_id
+from engine.metrics import Metrics
+from features.kit.registry import Route
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+"""Slack's payloads are far smaller; anything larger is refused with 413."""
+
+
+def build_web_app(
+    *,
+    bolt: AsyncApp | None,
+    db: Database,
+    metrics: Metrics,
+    routes: Sequence[Route] = (),
+) -> web.Application:
+    """The aiohttp application; `bolt` is None in Socket Mode (no request URL needed).
+
+    `routes` are the features' webhooks (each reads its own body, bounded).
+    """
+
+    async def slack_events(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        token = request_id.set(os.urandom(6).hex())
+        try:
+            assert bolt is not None
+            body = await request.text()
+            bolt_request = AsyncBoltRequest(
+                body=body,
+                query=request.query_string,
+                headers={k.lower(): [v] for k, v in request.headers.items()},
+            )
+            response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+            kind = _kind(bolt_request.body)
+        except (UnicodeDecodeError, ValueError, TypeError, AttributeError, KeyError):
+            # Bolt parses the body before checking the signature; a body it cannot
+            # parse is refused here, signed or not, and has had no effect.
+            log.info("malformed request to /slack/events refused", exc_info=True)
+            response, kind = web.Response(status=400, text="malformed request body"), "malformed"
+        finally:
+            request_id.reset(token)
+        metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
+        return response
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if await db.ping():
+            return web.json_response({"status": "ready", "database": "ok"})
+        return web.json_response({"status": "not ready", "database": "unreachable"}, status=503)
+
+    async def metrics_endpoint(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    app = web.Application(client_max_size=MAX_BODY)
+    if bolt is not None:
+        app.router.add_post("/slack/events", slack_events)
+    for route in routes:
+        app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app
+
+
+def _kind(body: dict[str, Any]) -> str:
+    if "command" in body:
+        return "command"
+    kind = body.get("type")
+    return kind if isinstance(kind, str) and kind.isidentifier() else "other"

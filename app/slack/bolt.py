@@ -1,0 +1,40 @@
+"""The Bolt app: signature checks (HTTP mode), our middleware, our handlers."""
+
+from __future__ import annotations
+
+import re
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from app.slack.front_door import SlackFrontDoor
+from app.slack.middleware.dedupe import EventDedupe
+from app.slack.middleware.workspace import OnlyOurWorkspace
+
+
+def build_bolt_app(
+    door: SlackFrontDoor,
+    *,
+    client: AsyncWebClient,
+    signing_secret: str | None,
+    socket_mode: bool,
+    workspace_check_enabled: bool = True,
+    event_dedupe_enabled: bool = True,
+) -> AsyncApp:
+    """The Bolt app: signature checks (HTTP mode), our middleware, our handlers."""
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret or "",
+        request_verification_enabled=not socket_mode,
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+    )
+    if workspace_check_enabled:
+        app.use(OnlyOurWorkspace(door))
+    if event_dedupe_enabled:
+        app.use(EventDedupe(door.db, door.metrics))
+    app.command("/platform")(door.on_platform)
+    app.action(re.compile(".+"))(door.on_button)
+    app.view(re.compile(".+"))(door.on_form)
+    app.event("app_mention")(door.on_app_mention)
+    return app

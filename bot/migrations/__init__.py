@@ -1,1 +1,0 @@
-"""Alembic migrations; `platform-bot db upgrade` applies them (see bot.migrate)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations; `platform-bot db upgrade` applies them (see engine.migrate)."""

@@ -1,0 +1,129 @@
+"""A Run's progress message: a headline and a line per step, updated in place.
+
+Step titles are stored with the steps when the Run is submitted, so showing progress
+never plans the Action again; only the summary and the failure buttons come from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.db import RunRow, RunStepRow
+from engine.outbox import Outbox
+from kernel.blocks import actions, button, context, message_text, section
+from kernel.ids import RunId
+
+STEP_ICONS = {"pending": "○", "running": "◔", "done": "✓", "failed": "✗", "skipped": "–"}
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A Run and its steps as they are now, for rendering and tests."""
+
+    id: RunId
+    kind: str
+    state: str
+    summary: str
+    requested_by: str
+    error: str | None
+    steps: list[tuple[str, str, str | None]]  # (title, state, error or live detail)
+    flags: dict[str, Any] = field(default_factory=dict)
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+    """Extra (action_id, label) buttons the executor offers on failure."""
+
+
+def render_progress(view: RunView) -> tuple[str, list[dict[str, Any]]]:
+    """The progress message: a headline and a line per step."""
+    from kernel.mrkdwn import escape
+
+    headline = {
+        "pending": "Queued",
+        "running": "Running",
+        "succeeded": "Done",
+        "failed": "Failed",
+        "cancelled": "Cancelled",
+        "waiting_approval": "Waiting for approval",
+    }.get(view.state, view.state)
+    lines = []
+    for title, state, error in view.steps:
+        line = f"{STEP_ICONS.get(state, '?')} {escape(title)}"
+        if error:
+            line += f": {escape(error)}"
+        lines.append(line)
+    text = f"*{headline}*: {escape(view.summary)} (requested by <@{view.requested_by}>)"
+    if view.flags.get("break_glass"):
+        text += " :rotating_light: *break-glass*, without approval"
+    blocks: list[dict[str, Any]] = [section(text)]
+    if lines:
+        blocks.append(section("\n".join(lines)))
+    if view.error:
+        blocks.append(context(escape(view.error)))
+    if view.state == "failed":
+        buttons = [("run.retry", "Retry"), *view.buttons]
+        blocks.append(
+            actions(
+                *(button(action_id, label, value=view.id) for action_id, label in buttons),
+                block_id="run_actions",
+            )
+        )
+    return message_text(text), blocks
+
+
+Describe = Callable[[RunRow], tuple[str, list[tuple[str, str]]]]
+"""(summary, failure buttons) of a Run, from its executor."""
+
+
+class Progress:
+    """Shows each Run as one Slack message, posted once and updated in place (and a
+    quiet copy in the service's channel when the Run is announced there)."""
+
+    def __init__(self, outbox: Outbox, describe: Describe) -> None:
+        self.outbox, self.describe = outbox, describe
+
+    def show(self, session: Session, run_id: str) -> None:
+        """In the caller's transaction: post or update the Run's progress message."""
+        row = session.get_one(RunRow, run_id)
+        announce = (row.flags or {}).get("announce_channel")
+        if row.reply_channel is None and not announce:
+            return
+        session.flush()
+        text, blocks = render_progress(self.view(session, RunId(run_id)))
+        if row.reply_channel is not None:
+            self.outbox.enqueue_post_or_update(
+                session, row.reply_channel, f"run:{run_id}", text=text, blocks=blocks
+            )
+        if announce and announce != row.reply_channel:
+            quiet = [b for b in blocks if b.get("type") != "actions"]
+            self.outbox.enqueue_post_or_update(
+                session, announce, f"run:{run_id}:announce", text=text, blocks=quiet
+            )
+
+    def view(self, session: Session, run_id: RunId) -> RunView:
+        row = session.get_one(RunRow, run_id)
+        steps = session.execute(
+            select(RunStepRow).where(RunStepRow.run_id == run_id).order_by(RunStepRow.position)
+        ).scalars()
+        summary, buttons = self.describe(row)
+        return RunView(
+            id=run_id,
+            kind=row.action_kind,
+            state=row.state,
+            summary=summary,
+            requested_by=row.requested_by,
+            error=row.error,
+            steps=[
+                (
+                    s.title or s.name,
+                    s.state,
+                    s.error or (s.detail if s.state == "running" else None),
+                )
+                for s in steps
+            ],
+            flags=dict(row.flags or {}),
+            buttons=buttons,
+        )

@@ -1,0 +1,132 @@
+"""Planning and proposing a release: from what a person typed to an Action bound for
+approval, one way for the commands, the release buttons and the alert's Rollback.
+
+1. Plan from the live state (`plan_deploy`, `plan_rollback`): check the service, the
+   environment, the person's rights and the version, then ask the environment's backend
+   what runs now, so the Action holds exactly what will change. Its fingerprint binds
+   the approval; if the environment moves before the vote, the executor's
+   `stale_reason` refuses the approval.
+2. Propose it (`propose_release`): `ctx.changes` decides whether it runs now or waits
+   for approval; the lock key `<service>/<env>` keeps two at once from overlapping.
+"""
+
+from __future__ import annotations
+
+from features.kit.context import Context
+from features.releases.actions import AUTO_SYNC_OFF_AND_ROLL_BACK, Deploy, Rollback
+from features.releases.backends import backend_for
+from features.releases.targets import AutoSyncOn, check_version, resolve_target
+from kernel.actions import Action
+from kernel.blocks import actions, button, section
+from kernel.errors import ChangeRefused, UsageError
+from kernel.interactions import Reply
+from kernel.mrkdwn import escape
+
+
+async def plan_deploy(ctx: Context, *, service: str, env: str, version: str) -> Deploy:
+    """The Deploy that puts `version` into `service` in `env`, from the live state."""
+    target = await resolve_target(ctx, service, env, verb="deploy")
+    check_version(version)
+    return await backend_for(ctx.ports, target.backend).plan_deploy(target, version)
+
+
+async def plan_rollback(
+    ctx: Context,
+    *,
+    service: str,
+    env: str,
+    to_revision: int | None = None,
+    disable_auto_sync: bool = False,
+) -> Rollback:
+    """The Rollback of `service` in `env` to `to_revision` (default: the previous one).
+
+    AutoSyncOn when Argo CD's automated sync is on and `disable_auto_sync` is False.
+    """
+    target = await resolve_target(ctx, service, env, verb="roll back")
+    return await backend_for(ctx.ports, target.backend).plan_rollback(
+        target, to_revision=to_revision, disable_auto_sync=disable_auto_sync
+    )
+
+
+async def propose_release(
+    ctx: Context, action: Action, *, reason: str | None = None, break_glass: bool = False
+) -> Reply:
+    """Hand the Action to `ctx.changes` and say what happens next."""
+    service = action.affected_service() or ""
+    try:
+        proposal = await ctx.changes.propose(
+            action,
+            requested_by=ctx.user,
+            idempotency_key=ctx.request_key,
+            reply_channel=ctx.channel or None,
+            announce_channel=ctx.catalog.channel_of_service(service),
+            reason=reason,
+            break_glass=break_glass,
+        )
+    except ChangeRefused as refused:
+        return Reply(text=refused.message)
+    change = "\n".join(action.change_lines())
+    if not proposal.created:
+        return Reply(text=f"Already asked; this request is Run `{proposal.run_id}`.\n{change}")
+    if proposal.approval_id is not None:
+        rule = f" (rule `{escape(proposal.rule)}`)" if proposal.rule else ""
+        expires = (
+            f", until {proposal.expires_at:%H:%M} UTC" if proposal.expires_at is not None else ""
+        )
+        return Reply(
+            text=f"*Waiting for approval*{rule}{expires}: {escape(action.summary())}\n{change}"
+        )
+    glass = " :rotating_light: break-glass, without approval" if proposal.break_glass else ""
+    return Reply(
+        text=f"*Queued*{glass}: {escape(action.summary())}\n{change}\n"
+        "Progress shows here and in the service's channel."
+    )
+
+
+async def start_rollback(
+    ctx: Context,
+    *,
+    service: str,
+    env: str,
+    to_revision: int | None = None,
+    reason: str | None = None,
+    break_glass: bool = False,
+) -> Reply:
+    """Plan and propose a rollback; used by `/platform rollback` and the alert's button.
+
+    Every refusal is a Reply for the person (never an exception), and with Argo CD's
+    automated sync on it is a Reply with a button to turn it off and roll back.
+    """
+    try:
+        action = await plan_rollback(ctx, service=service, env=env, to_revision=to_revision)
+    except UsageError as exc:
+        return Reply(text=exc.message)
+    except AutoSyncOn as on:
+        return auto_sync_refusal(on)
+    return await propose_release(ctx, action, reason=reason, break_glass=break_glass)
+
+
+def auto_sync_refusal(on: AutoSyncOn) -> Reply:
+    """Nothing ran: Argo CD would refuse, and would undo a rollback while auto-sync is on."""
+    target = on.target
+    text = (
+        f"Automated sync is on for `{escape(target.application)}`, so Argo CD refuses a "
+        f"rollback of {target.where} (and would undo it). Nothing was changed. I can turn "
+        f"auto-sync off and roll back to history id {on.to_revision}; you get a button to "
+        "turn it back on after."
+    )
+    value = f"{target.service} {target.env} {on.to_revision}"
+    return Reply(
+        text=text,
+        blocks=[
+            section(text),
+            actions(
+                button(
+                    AUTO_SYNC_OFF_AND_ROLL_BACK,
+                    "Turn off auto-sync and roll back",
+                    value=value,
+                    style="danger",
+                )
+            ),
+        ],
+    )

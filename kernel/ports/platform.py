@@ -1,0 +1,217 @@
+"""The ports of the platform itself: audit log, directory, Runs, changes, the
+service registry, messages and modals. Features see these Protocols; the engine and
+app implement them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kernel.actions import (
+    Action,
+    SubmittedRun,
+)
+from kernel.ids import (
+    EnvironmentName,
+    RunId,
+    ServiceName,
+    SlackChannelId,
+    SlackTeamId,
+    SlackUserId,
+)
+from kernel.interactions import Reply
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log: who did what, to which service, and how it ended."""
+
+    at: datetime
+    actor: SlackUserId
+    event: str
+    service: ServiceName | None = None
+    environment: EnvironmentName | None = None
+    run_id: RunId | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        actor: str,
+        event: str,
+        *,
+        action: Action | None = None,
+        run_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry:
+        """An entry about `action` (its service, environment and summary filled in)."""
+        described = {"action": action.summary()} if action is not None else {}
+        return cls(
+            at=at or datetime.now(UTC),
+            actor=SlackUserId(actor),
+            event=event,
+            service=action.affected_service() if action else None,
+            environment=action.affected_environment() if action else None,
+            run_id=RunId(run_id) if run_id else None,
+            detail={**described, **(detail or {})},
+        )
+
+
+class AuditLog(Protocol):
+    """Append-only record of every change and every refusal."""
+
+    async def record(self, entry: AuditEntry) -> None: ...
+
+    async def recent(
+        self, *, service: ServiceName | None = None, limit: int = 20
+    ) -> list[AuditEntry]: ...
+
+
+class Directory(Protocol):
+    """Who people are: Slack user-group membership, cached briefly, for role checks."""
+
+    async def usergroup_members(self, usergroup_id: str) -> frozenset[SlackUserId]: ...
+
+    async def email_of(self, user: SlackUserId) -> str | None: ...
+
+    async def channel_name(self, channel_id: str) -> str | None:
+        """`payments` for C01PAYMENTS; None if Slack does not say."""
+        ...
+
+
+class RunSubmitter(Protocol):
+    """Turns an Action into a durable Run (idempotent on `idempotency_key`)."""
+
+    async def submit(
+        self,
+        action: Action,
+        *,
+        requested_by: SlackUserId,
+        idempotency_key: str,
+        reply_channel: SlackChannelId | None = None,
+    ) -> SubmittedRun: ...
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What `Changes.propose` answers: the Run, and whether it waits for approval."""
+
+    run_id: RunId
+    created: bool
+    """False when this request (same idempotency key) was already proposed."""
+    approval_id: str | None = None
+    """Set when the Run waits for approval; the approval card carries this id only."""
+    rule: str | None = None
+    """The approval policy that applies, or `risk: high` default, or None."""
+    expires_at: datetime | None = None
+    break_glass: bool = False
+
+
+class Changes(Protocol):
+    """The one door for every change: policy decides whether it runs now or waits for
+    approval; either way it becomes a durable Run (idempotent on `idempotency_key`)."""
+
+    async def propose(
+        self,
+        action: Action,
+        *,
+        requested_by: SlackUserId,
+        idempotency_key: str,
+        reply_channel: SlackChannelId | None = None,
+        announce_channel: str | None = None,
+        reason: str | None = None,
+        break_glass: bool = False,
+    ) -> Proposal:
+        """`announce_channel` also gets the progress message (e.g. the service's channel).
+        Raises ChangeRefused with a message for the requester."""
+        ...
+
+
+class ServiceRegistry(Protocol):
+    """Services added at run time (by new-service), kept in the database and merged into
+    the catalog on every replica."""
+
+    async def register(
+        self, name: ServiceName, definition: dict[str, Any], *, by: SlackUserId
+    ) -> bool:
+        """Add (or replace) the service; True if it was new. `definition` is a catalog
+        Service (owner, environments, ...)."""
+        ...
+
+    async def unregister(self, name: ServiceName, *, by: SlackUserId) -> bool:
+        """Remove a registered service (never one from platform.yml); True if it existed."""
+        ...
+
+
+class Messenger(Protocol):
+    """Posting to Slack through the durable outbox; `key` names a message for updates,
+    and posting with a key that was posted before updates that message instead."""
+
+    async def post(
+        self,
+        channel: str,
+        *,
+        text: str,
+        blocks: Sequence[dict[str, Any]] = (),
+        key: str | None = None,
+        thread_key: str | None = None,
+    ) -> None: ...
+
+    async def update(
+        self, key: str, *, text: str, blocks: Sequence[dict[str, Any]] = ()
+    ) -> None: ...
+
+    async def ephemeral(
+        self, channel: str, user: SlackUserId, *, text: str, blocks: Sequence[dict[str, Any]] = ()
+    ) -> None: ...
+
+
+class Modals(Protocol):
+    """Opening modals: direct, not queued, because a trigger id lives for 3 seconds."""
+
+    async def open(self, trigger_id: str, view: dict[str, Any]) -> str: ...
+
+    async def update(self, view_id: str, view: dict[str, Any]) -> None: ...
+
+
+class RunControl(Protocol):
+    """What people may do to a Run once it exists."""
+
+    async def retry(self, run_id: RunId, *, by: SlackUserId) -> bool: ...
+
+    async def requested_by(self, run_id: RunId) -> SlackUserId | None: ...
+
+    async def action(self, run_id: RunId) -> Action | None:
+        """The Action a Run carries; None if there is no such Run (or kind)."""
+        ...
+
+    async def close(self, run_id: RunId, *, by: SlackUserId, reason: str) -> bool:
+        """Close a failed Run for good (e.g. cleaned up instead of retried); its Retry
+        button goes away. False if it is not failed."""
+        ...
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asks for something, from where, with the key unique to their request (the
+    idempotency key of any Run it starts)."""
+
+    user: SlackUserId
+    channel: SlackChannelId
+    team: SlackTeamId
+    request_key: str
+
+
+class Releases(Protocol):
+    """What other features may ask of releases: the alert thread's Rollback button."""
+
+    async def rollback(
+        self, asker: Asker, *, service: str, env: str, reason: str | None = None
+    ) -> Reply:
+        """Plan and propose a rollback exactly as `/platform rollback` does (rights,
+        approvals, Argo CD's auto-sync); every refusal is a Reply, never an exception."""
+        ...

@@ -1,0 +1,407 @@
+"""The sandbox: the real bot, on SQLite, wired to local stand-ins instead of Slack & co.
+
+`SandboxStack` starts the stand-ins (Slack, GitLab, one Kubernetes API per cluster,
+Argo CD; a real OpenBao and real Prometheus/Alertmanager when asked and installed) and
+the bot (HTTP server, Run worker, outbox) configured to reach them through its ordinary
+settings (GITLAB_URL, a KUBECONFIG with one context per cluster, VAULT_ADDR, ...), so
+the real adapters run. It seeds the sample catalog's services in the clusters and in
+Argo CD, so deploy, rollback, history and status have something to act on. It gives a
+`SlackSender` that sends requests into the bot exactly as Slack would. The terminal
+console (`sandbox.app.console`) and the tests both drive the bot through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from app.bootstrap import PlatformBot, build_app
+from app.settings import Settings
+from kernel.actions import Executor
+from sandbox.standins.argocd import ArgoCDStandIn
+from sandbox.standins.gitlab import GitLabStandIn
+from sandbox.standins.kubernetes import KubernetesStandIn
+from sandbox.standins.observability import (
+    ALERTMANAGER_BINARY,
+    PROMETHEUS_BINARY,
+    AlertmanagerServer,
+    MetricTarget,
+    PrometheusServer,
+)
+from sandbox.standins.openbao import OpenBaoDevServer, free_port, throwaway_ca
+from sandbox.standins.slack_api import (
+    SlackChannel,
+    SlackStandIn,
+    SlackUser,
+    SlackUserGroup,
+    Workspace,
+)
+from sandbox.standins.slack_client import SlackSender
+
+SAMPLE_CONFIG = Path(__file__).parent / "sample" / "platform.yml"
+SIGNING_SECRET = "sandbox-signing-secret"  # noqa: S105 - a local stand-in's, not a secret
+
+SANDBOX_WORKSPACE = Workspace(
+    team_id="T0SANDBOX",
+    team_name="Sandbox",
+    bot_token="xoxb-sandbox-bot-token",  # noqa: S106
+    app_token="xapp-sandbox-app-token",  # noqa: S106
+    bot_user_id="U0PLATFORMBOT",
+    users=(
+        SlackUser("U01ALICE", "alice", "Alice Payments", "alice@example.com"),
+        SlackUser("U02BOB", "bob", "Bob SRE", "bob@example.com"),
+        SlackUser("U03CAROL", "carol", "Carol Search", "carol@example.com"),
+        SlackUser("U04DAVE", "dave", "Dave Platform", "dave@example.com"),
+        SlackUser("U05ERIN", "erin", "Erin Newcomer", "erin@example.com"),
+    ),
+    usergroups=(
+        SlackUserGroup("S01PAYMENTS", "payments-team", "Payments", ("U01ALICE",)),
+        SlackUserGroup("S02SRE", "sre", "SRE on call", ("U02BOB",)),
+        SlackUserGroup("S03PLATFORM", "platform-admins", "Platform admins", ("U04DAVE",)),
+    ),
+    channels=(
+        SlackChannel("C01PAYMENTS", "payments"),
+        SlackChannel("C02SEARCH", "search"),
+        SlackChannel("C03PLATFORM", "platform"),
+        SlackChannel("C04AUDIT", "platform-audit"),
+    ),
+)
+"""People who match the sample platform.yml: alice (payments), bob (SRE approver),
+carol (search, listed by e-mail), dave (platform admin), erin (in no team)."""
+
+
+GITLAB_TOKEN = "glpat-sandbox-token"  # noqa: S105 - local stand-ins' tokens, not secrets
+KUBERNETES_TOKEN = "kube-sandbox-token"  # noqa: S105
+ARGOCD_TOKEN = "argocd-sandbox-token"  # noqa: S105
+ALERTMANAGER_WEBHOOK_TOKEN = "alertmanager-sandbox-token"  # noqa: S105
+GITLAB_WEBHOOK_TOKEN = "gitlab-webhook-sandbox-token"  # noqa: S105
+GITLAB_GROUPS = ((10, "payments"), (11, "search"), (12, "sre"))
+CLUSTERS = ("sandbox-staging", "sandbox-prod", "sandbox-prod-eu")
+REGISTRY = "registry.example.com"
+SEEDED_VERSIONS: dict[str, tuple[str, ...]] = {
+    "checkout": ("1.4.1", "1.4.2"),
+    "refunds": ("2.0.0", "2.0.1"),
+    "search-api": ("0.9.0", "0.9.1"),
+}
+"""What the sandbox's clusters run at start: each service's releases, oldest first."""
+
+
+@dataclass
+class SandboxStack:
+    """A running bot plus the stand-ins it talks to."""
+
+    slack: SlackStandIn
+    bot: PlatformBot
+    sender: SlackSender
+    gitlab: GitLabStandIn
+    clusters: dict[str, KubernetesStandIn]
+    argocd: ArgoCDStandIn
+    vault_url: str | None = None
+    vault_token: str | None = None
+    alertmanager_url: str | None = None
+    prometheus_url: str | None = None
+    metrics: MetricTarget | None = None
+    """With observability: the gauges the sandbox's alert rules watch (`set()` them)."""
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.slack.workspace
+
+
+@contextlib.asynccontextmanager
+async def sandbox_stack(
+    *,
+    database_url: str | None = None,
+    config: Path = SAMPLE_CONFIG,
+    executors: Iterable[Executor] = (),
+    workspace: Workspace = SANDBOX_WORKSPACE,
+    socket_mode: bool = False,
+    vault: bool = False,
+    observability: bool = False,
+    rollout_seconds: float = 0.3,
+    seed: bool = True,
+    settings_overrides: dict[str, Any] | None = None,
+) -> AsyncIterator[SandboxStack]:
+    """Start the stand-ins and the bot on loopback; stop everything on exit.
+
+    `vault=True` starts a real OpenBao dev server, `observability=True` a real
+    Prometheus (with SANDBOX_ALERT_RULES over a MetricTarget) and Alertmanager posting to
+    the bot's webhook; both must be installed. Stand-ins are cheap and always started;
+    `seed=False` leaves the clusters and Argo CD empty.
+    """
+    with tempfile.TemporaryDirectory(prefix="platform-bot-sandbox-") as scratch:
+        async with contextlib.AsyncExitStack() as stack:
+            slack = SlackStandIn(workspace)
+            gitlab = GitLabStandIn(token=GITLAB_TOKEN, groups=GITLAB_GROUPS)
+            clusters = {
+                name: KubernetesStandIn(token=KUBERNETES_TOKEN, rollout_seconds=rollout_seconds)
+                for name in CLUSTERS
+            }
+            argocd = ArgoCDStandIn(token=ARGOCD_TOKEN)
+            for server in (slack, gitlab, *clusters.values(), argocd):
+                await server.start()
+                stack.push_async_callback(server.stop)
+            bao = None
+            if vault:
+                bao = OpenBaoDevServer()
+                await asyncio.to_thread(bao.start)
+                stack.callback(bao.stop)
+                ca = await asyncio.to_thread(throwaway_ca, Path(scratch))
+            port = free_port()
+            observed: dict[str, Any] = {}
+            if observability:
+                observed = await _start_observability(stack, bot_port=port)
+            kubeconfig = Path(scratch) / "kubeconfig"
+            kubeconfig.write_text(kubeconfig_yaml({n: c.url for n, c in clusters.items()}))
+            if seed:
+                await seed_clusters(clusters)
+                seed_argocd(argocd)
+            values: dict[str, Any] = dict(
+                slack_bot_token=workspace.bot_token,
+                slack_signing_secret=SIGNING_SECRET,
+                slack_app_token=workspace.app_token if socket_mode else None,
+                slack_api_url=slack.api_url,
+                database_url=database_url or f"sqlite:///{Path(scratch) / 'sandbox.db'}",
+                platform_config=config,
+                host="127.0.0.1",
+                port=port,
+                worker_id="sandbox",
+                alertmanager_url=observed.get("alertmanager_url"),
+                prometheus_url=observed.get("prometheus_url"),
+                alertmanager_webhook_token=ALERTMANAGER_WEBHOOK_TOKEN,
+                gitlab_webhook_token=GITLAB_WEBHOOK_TOKEN,
+                gitlab_url=gitlab.base_url,
+                gitlab_token=GITLAB_TOKEN,
+                kubeconfig=kubeconfig,
+                argocd_url=argocd.base_url,
+                argocd_token=ARGOCD_TOKEN,
+                argocd_project="default",
+                vault_addr=bao.url if bao else None,
+                vault_token=bao.token if bao else None,
+                grafana_url="https://grafana.example.com",
+            )
+            settings = Settings(**{**values, **(settings_overrides or {})})
+            bot = build_app(settings, executors=executors, auto_upgrade=True)
+            if bao is not None and bot.ports.adapters.vault is not None:
+                # What a platform team does once: let Vault trust the clusters' service
+                # accounts (one auth mount here, for the staging cluster's API).
+                await bot.ports.adapters.vault.ensure_kubernetes_auth(
+                    clusters["sandbox-staging"].url, ca_cert=ca, disable_local_ca_jwt=True
+                )
+            await bot.start()
+            stack.push_async_callback(bot.stop)
+            sender = SlackSender(
+                events_url=f"http://127.0.0.1:{bot.port}/slack/events",
+                signing_secret=SIGNING_SECRET,
+                workspace=workspace,
+                standin=slack,
+                socket_mode=socket_mode,
+            )
+            stack.push_async_callback(sender.close)
+            yield SandboxStack(
+                slack=slack,
+                bot=bot,
+                sender=sender,
+                gitlab=gitlab,
+                clusters=clusters,
+                argocd=argocd,
+                vault_url=bao.url if bao else None,
+                vault_token=bao.token if bao else None,
+                **observed,
+            )
+
+
+SANDBOX_ERROR_METRIC = "sandbox_error_ratio"
+
+
+def observability_installed() -> bool:
+    """Debian's prometheus and prometheus-alertmanager are there to start."""
+    return Path(PROMETHEUS_BINARY).exists() and Path(ALERTMANAGER_BINARY).exists()
+
+
+SANDBOX_ALERT_RULES = """
+groups:
+  - name: sandbox
+    rules:
+      - alert: HighErrorRate
+        expr: sandbox_error_ratio > 0.05
+        for: 0s
+        labels:
+          severity: critical
+        annotations:
+          summary: >-
+            {{ $labels.service }} in {{ $labels.env }} fails
+            {{ $value | humanizePercentage }} of requests
+          runbook_url: "https://runbooks.example.com/{{ $labels.service }}"
+"""
+"""The sandbox's one alert rule: set `sandbox_error_ratio{service=..., env=...}` above 0.05
+on `stack.metrics` and it fires; set it to 0 and it resolves."""
+
+
+async def _start_observability(
+    stack: contextlib.AsyncExitStack, *, bot_port: int
+) -> dict[str, Any]:
+    """A MetricTarget, Alertmanager posting to the bot, and Prometheus over both."""
+    metrics = MetricTarget()
+    await metrics.start()
+    stack.push_async_callback(metrics.stop)
+    alertmanager = AlertmanagerServer(
+        webhook_url=f"http://127.0.0.1:{bot_port}/alerts/alertmanager",
+        bearer_token=ALERTMANAGER_WEBHOOK_TOKEN,
+        group_by=("alertname", "service", "env"),
+    )
+    await stack.enter_async_context(alertmanager)
+    prometheus = PrometheusServer(
+        rules_yaml=SANDBOX_ALERT_RULES,
+        targets=[metrics.base_url],
+        alertmanager_url=alertmanager.url,
+    )
+    await stack.enter_async_context(prometheus)
+    return {
+        "alertmanager_url": alertmanager.url,
+        "prometheus_url": prometheus.url,
+        "metrics": metrics,
+    }
+
+
+def kubeconfig_yaml(servers: dict[str, str]) -> str:
+    """A kubeconfig with one context (and cluster) per stand-in, token auth."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": n, "cluster": {"server": url}} for n, url in servers.items()],
+            "users": [{"name": "platform-bot", "user": {"token": KUBERNETES_TOKEN}}],
+            "contexts": [
+                {"name": n, "context": {"cluster": n, "user": "platform-bot"}} for n in servers
+            ],
+            "current-context": next(iter(servers)),
+        }
+    )
+
+
+SEED_PLACES = {
+    "checkout": ("payments", ("sandbox-staging", "staging"), ("sandbox-prod", "prod")),
+    "refunds": ("payments", ("sandbox-staging", "staging"), ("sandbox-prod", "prod")),
+    "search-api": ("search", ("sandbox-staging", "staging"), ("sandbox-prod", "prod")),
+}
+
+
+async def seed_clusters(clusters: dict[str, KubernetesStandIn]) -> None:
+    """Each sample service as a Deployment with two revisions in its Kubernetes envs,
+    created through the stand-ins' HTTP API as `kubectl apply` and `set image` would."""
+    headers = {"Authorization": f"Bearer {KUBERNETES_TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        await asyncio.gather(
+            *(
+                _seed_one(http, clusters[cluster], service=service, team=team, env=env)
+                for service, (team, *places) in SEED_PLACES.items()
+                for cluster, env in places
+            )
+        )
+
+
+async def _seed_one(
+    http: aiohttp.ClientSession, standin: KubernetesStandIn, *, service: str, team: str, env: str
+) -> None:
+    base, namespace = standin.url.rstrip("/"), f"{service}-{env}"
+    versions = SEEDED_VERSIONS[service]
+    image = f"{REGISTRY}/{team}/{service}"
+    await _send(
+        http,
+        "POST",
+        f"{base}/api/v1/namespaces",
+        json={"metadata": {"name": namespace, "labels": _labels(team, service)}},
+    )
+    deployments = f"{base}/apis/apps/v1/namespaces/{namespace}/deployments"
+    await _send(http, "POST", deployments, json=_deployment(service, team, image, versions[0]))
+    for version in versions[1:]:
+        await standin.wait_for("deployments", namespace, service, _available, within=10.0)
+        cause = {"kubernetes.io/change-cause": f"deploy {version} (sandbox seed)"}
+        container = {"name": service, "image": f"{image}:{version}"}
+        patch = {
+            "metadata": {"annotations": cause},
+            "spec": {"template": {"spec": {"containers": [container]}}},
+        }
+        await _send(
+            http,
+            "PATCH",
+            f"{deployments}/{service}",
+            json=patch,
+            headers={"Content-Type": "application/strategic-merge-patch+json"},
+        )
+    await standin.wait_for("deployments", namespace, service, _available, within=10.0)
+
+
+def seed_argocd(argocd: ArgoCDStandIn) -> None:
+    """checkout in prod-eu as an Argo CD Application with auto-sync off and history."""
+    image = f"{REGISTRY}/payments/checkout"
+    revisions = [("a1b2c3d", "1.4.1"), ("e4f5a6b", "1.4.2")]
+    for revision, version in revisions:
+        argocd.set_revision_images(revision, [f"{image}:{version}"])
+    argocd.add_application(
+        "checkout-prod-eu",
+        repo_url="https://gitlab.example.com/payments/checkout-deploy.git",
+        path="overlays/prod-eu",
+        revision=revisions[-1][0],
+        images=[f"{image}:{revisions[-1][1]}"],
+        auto_sync=False,
+        history=[(rev, [f"{image}:{version}"]) for rev, version in revisions],
+    )
+
+
+def _labels(team: str, service: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": "platform-bot",
+        "platform.example.com/team": team,
+        "platform.example.com/service": service,
+    }
+
+
+def _deployment(service: str, team: str, image: str, version: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": service}
+    return {
+        "metadata": {
+            "name": service,
+            "labels": {**labels, "platform.example.com/team": team},
+            "annotations": {"kubernetes.io/change-cause": f"deploy {version} (sandbox seed)"},
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": service,
+                    "containers": [{"name": service, "image": f"{image}:{version}"}],
+                },
+            },
+        },
+    }
+
+
+def _available(deployment: dict[str, Any]) -> bool:
+    """The rollout is complete: every replica updated and available, no old ones left."""
+    want = deployment.get("spec", {}).get("replicas")
+    status = deployment.get("status", {})
+    generation = deployment.get("metadata", {}).get("generation", 0)
+    return bool(
+        status.get("observedGeneration", 0) >= generation
+        and status.get("replicas") == want
+        and status.get("updatedReplicas") == want
+        and status.get("availableReplicas") == want
+    )
+
+
+async def _send(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> None:
+    async with http.request(method, url, **kwargs) as response:
+        if response.status >= 300:
+            raise RuntimeError(f"sandbox seed: {method} {url}: {await response.text()}")

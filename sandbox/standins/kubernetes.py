@@ -1,0 +1,1269 @@
+"""A Kubernetes API server stand-in over HTTP, honest about the parts the bot relies on.
+
+The official ``kubernetes`` Python client talks to it unchanged: point a
+``kubernetes.client.Configuration`` at ``standin.url`` (and, when the stand-in was given a
+``token``, set ``api_key={"authorization": "Bearer <token>"}``). It stores objects in
+memory, answers as the API server documents, and runs a small deployment controller.
+
+What it does as the real API server does:
+
+- Paths: ``/api/v1/...`` for the core group, ``/apis/<group>/<version>/...`` for the
+  others; ``namespaces/<ns>/<plural>[/<name>]`` for namespaced resources, and
+  ``<plural>`` alone to list a namespaced resource across all namespaces.
+- Resources: namespaces (cluster-scoped); serviceaccounts, resourcequotas, limitranges,
+  configmaps, secrets (core v1); networking.k8s.io/v1 networkpolicies;
+  rbac.authorization.k8s.io/v1 rolebindings; apps/v1 deployments and replicasets.
+  Discovery (``/version``, ``/api``, ``/apis``, ``/api/v1``, ``/apis/<g>/<v>``) minimally.
+- Object metadata set by the server: ``uid``, ``resourceVersion`` (one counter for the
+  whole store, as a string), ``creationTimestamp`` (RFC 3339, seconds), ``generation``
+  (for kinds with a spec the server tracks: bumped when ``spec`` changes), ``namespace``.
+- Status codes: 201 on create, 200 on get, list, replace, patch and delete.
+- Errors are ``Status`` objects: ``{"kind": "Status", "apiVersion": "v1", "metadata": {},
+  "status": "Failure", "message", "reason", "details": {"name", "group", "kind"},
+  "code"}``, with the reasons and messages the server uses: NotFound 404
+  (``deployments.apps "web" not found``; a create in a namespace that does not exist is
+  ``namespaces "x" not found``), AlreadyExists 409, Conflict 409 on a replace with a
+  stale ``metadata.resourceVersion`` ("the object has been modified; please apply your
+  changes to the latest version and try again"), Invalid 422 (names must be DNS-1123
+  labels for namespaces, DNS-1123 subdomains otherwise; ``details.causes`` lists the
+  fields), BadRequest 400 (a bad label selector, a body whose name or namespace differs
+  from the path), Unauthorized 401 (wrong or missing bearer token, when one is set).
+- Label selectors: ``a=b``, ``a==b``, ``a!=b``, ``a in (x,y)``, ``a notin (x,y)``, ``a``,
+  ``!a``, joined by commas (AND). ``fieldSelector`` on ``metadata.name`` and
+  ``metadata.namespace`` (``=``, ``==``, ``!=``).
+- Secrets: ``stringData`` is merged into ``data`` (base64) on write, as the server does.
+- Deleting a namespace deletes everything in it; deleting a Deployment deletes the
+  ReplicaSets it owns (the garbage collector's background propagation).
+
+The deployment controller (``apps/v1``): when a Deployment is created or its
+``spec.template`` changes, it creates a ReplicaSet owned by the Deployment
+(``ownerReferences`` with ``controller: true``), named ``<deployment>-<pod-template-hash>``,
+with the ``pod-template-hash`` label added to its selector and template, and annotated
+``deployment.kubernetes.io/revision`` = the next revision. A template identical to an old
+ReplicaSet's reuses it and bumps its revision, as ``kubectl rollout undo`` does (the old
+number is kept in ``deployment.kubernetes.io/revision-history``). The Deployment's own
+annotations (``kubernetes.io/change-cause`` among them) are copied to the new ReplicaSet,
+except the controller's own keys and ``kubectl.kubernetes.io/last-applied-configuration``;
+``deployment.kubernetes.io/desired-replicas`` and ``max-replicas`` are set too. The
+Deployment gets ``deployment.kubernetes.io/revision`` = its newest ReplicaSet's revision.
+Status then progresses over ``rollout_seconds``: ``observedGeneration``, ``replicas``,
+``updatedReplicas``, ``readyReplicas``, ``availableReplicas``, ``unavailableReplicas``,
+and conditions ``Progressing`` (NewReplicaSetCreated / FoundNewReplicaSet, then
+ReplicaSetUpdated, then NewReplicaSetAvailable) and ``Available``
+(MinimumReplicasAvailable / MinimumReplicasUnavailable). Old ReplicaSets are scaled to 0
+when the new one is available. An image in ``failing_images`` (the whole reference, or
+just its tag) never becomes ready: the old ReplicaSets keep their pods, and after the
+progress deadline ``Progressing`` turns False with reason ProgressDeadlineExceeded.
+
+Simplified, on purpose (tests that need more should extend the stand-in):
+
+- PATCH: ``application/merge-patch+json`` is RFC 7386. ``application/strategic-merge-patch
+  +json`` is treated as a JSON merge patch, except that a list of objects that all carry
+  ``name`` is merged item by item by ``name`` (the ``patchMergeKey`` of containers, env,
+  volumes, ...); ``$patch`` directives and other merge keys are not understood.
+  ``application/json-patch+json`` (RFC 6902: add, remove, replace, test) is supported.
+  Server-side apply is not.
+- No watch (``watch=true`` answers 400), no pagination (``limit``/``continue`` ignored),
+  no ``dryRun``, no admission, no schema validation beyond names and a Deployment's
+  selector; no Pods: ReplicaSet status is made up by the controller.
+- Rollouts are not rolling: the new ReplicaSet gets all desired replicas at once and the
+  old ones are scaled to 0 together when it is ready (maxSurge only feeds the
+  ``max-replicas`` annotation; maxUnavailable, default 25%, only decides ``Available``).
+- Deleting returns a ``Status`` with ``status: Success`` (a namespace: the object, phase
+  Terminating), and the object is gone at once (no finalizers, no grace period).
+- The progress deadline is ``spec.progressDeadlineSeconds`` (default 600) times
+  ``time_scale``, unless ``progress_deadline_seconds`` overrides it.
+
+Sources:
+
+- API concepts (verbs, status codes, resourceVersion, 409 Conflict, list kinds):
+  https://kubernetes.io/docs/reference/using-api/api-concepts/
+- Status objects and reasons: https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/status/
+  and the StatusReason constants (``AlreadyExists`` 409, ``NotFound`` 404, ``Invalid`` 422,
+  ``Conflict`` 409), e.g. as documented in kube_core::response::reason
+  (https://dev.materialize.com/api/rust/kube_core/response/reason/constant.ALREADY_EXISTS.html)
+- ObjectMeta (uid, resourceVersion, generation, creationTimestamp):
+  https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/object-meta/
+- Names (DNS-1123 label and subdomain):
+  https://kubernetes.io/docs/concepts/overview/working-with-objects/names/
+- Label selectors: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/
+- Deployments, rollout history, change-cause, progress deadline and conditions:
+  https://kubernetes.io/docs/concepts/workloads/controllers/deployment/ and the
+  controller's pkg/controller/deployment/progress.go and util/deployment_util.go
+  (https://github.com/kubernetes/kubernetes/blob/v1.29.0-alpha.1/pkg/controller/deployment/progress.go)
+- PATCH content types: https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/
+- Assumed: messages of BadRequest answers and of the ``fail_next`` Status bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.standins._server import LoopbackServer
+
+REVISION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
+MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+_NOT_COPIED = frozenset(
+    {
+        REVISION,
+        REVISION_HISTORY,
+        DESIRED_REPLICAS,
+        MAX_REPLICAS,
+        "kubectl.kubernetes.io/last-applied-configuration",
+    }
+)
+
+Obj = dict[str, Any]
+ObjList = list[Obj]
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    tracks_generation: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """How the server names the resource in messages: ``deployments.apps``."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+RESOURCES: tuple[Resource, ...] = (
+    Resource("", "v1", "namespaces", "Namespace", namespaced=False),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True),
+    Resource("", "v1", "resourcequotas", "ResourceQuota", namespaced=True),
+    Resource("", "v1", "limitranges", "LimitRange", namespaced=True),
+    Resource("", "v1", "configmaps", "ConfigMap", namespaced=True),
+    Resource("", "v1", "secrets", "Secret", namespaced=True),
+    Resource(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        namespaced=True,
+        tracks_generation=True,
+    ),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", namespaced=True),
+    Resource("apps", "v1", "deployments", "Deployment", namespaced=True, tracks_generation=True),
+    Resource("apps", "v1", "replicasets", "ReplicaSet", namespaced=True, tracks_generation=True),
+)
+_BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+_NAMESPACES = RESOURCES[0]
+_DEPLOYMENTS = _BY_PATH[("apps", "v1", "deployments")]
+_REPLICASETS = _BY_PATH[("apps", "v1", "replicasets")]
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_LABEL_RE = re.compile(_LABEL)
+_SUBDOMAIN_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+    f"regex used for validation is '{_LABEL}')"
+)
+_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+    "'-' or '.', and must start and end with an alphanumeric character (e.g. "
+    "'example.com', regex used for validation is "
+    rf"'{_LABEL}(\.{_LABEL})*')"
+)
+
+
+def resource(kind_or_plural: str) -> Resource:
+    """The resource by kind (``Deployment``) or plural (``deployments``), any case."""
+    wanted = kind_or_plural.lower()
+    for res in RESOURCES:
+        if wanted in (res.kind.lower(), res.plural):
+            return res
+    raise KeyError(f"the stand-in serves no resource {kind_or_plural!r}")
+
+
+# --- answers -------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An answer other than success, as a Kubernetes ``Status``."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        details: Obj | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> Obj:
+        body: Obj = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+def _details(res: Resource, name: str) -> Obj:
+    details: Obj = {"name": name, "kind": res.plural}
+    if res.group:
+        details["group"] = res.group
+    return details
+
+
+def not_found(res: Resource, name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'{res.qualified} "{name}" not found', _details(res, name))
+
+
+def already_exists(res: Resource, name: str) -> ApiError:
+    message = f'{res.qualified} "{name}" already exists'
+    return ApiError(409, "AlreadyExists", message, _details(res, name))
+
+
+def conflict(res: Resource, name: str) -> ApiError:
+    message = (
+        f'Operation cannot be fulfilled on {res.qualified} "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again"
+    )
+    return ApiError(409, "Conflict", message, _details(res, name))
+
+
+def invalid(res: Resource, name: str, causes: list[tuple[str, str]]) -> ApiError:
+    """``causes``: (field, message) pairs, as in ``details.causes``."""
+    text = ", ".join(f"{field}: {msg}" for field, msg in causes)
+    details: Obj = {
+        "name": name,
+        "kind": res.kind,
+        "causes": [
+            {"reason": "FieldValueInvalid", "message": msg, "field": field} for field, msg in causes
+        ],
+    }
+    if res.group:
+        details["group"] = res.group
+    return ApiError(422, "Invalid", f'{res.kind} "{name}" is invalid: {text}', details)
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+# --- what the stand-in records --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: str
+    status: int
+
+
+@dataclass
+class _Failure:
+    method: str
+    path_prefix: str
+    status: int
+    times: int
+
+
+class ObjectStore:
+    """The stored objects, for tests to look at (copies; changing them changes nothing)."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str, str], Obj] = {}
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Obj | None:
+        """One object by kind or plural, namespace (None for namespaces) and name."""
+        found = self._objects.get((resource(kind).plural, namespace or "", name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def list(self, kind: str, namespace: str | None = None) -> ObjList:
+        """All objects of a kind, in one namespace or (None) all of them, by name."""
+        plural = resource(kind).plural
+        found = [
+            obj
+            for (p, ns, _), obj in sorted(self._objects.items())
+            if p == plural and (namespace is None or ns == namespace)
+        ]
+        return copy.deepcopy(found)
+
+    # for the server
+
+    def _get(self, res: Resource, namespace: str, name: str) -> Obj | None:
+        return self._objects.get((res.plural, namespace, name))
+
+    def _put(self, res: Resource, namespace: str, obj: Obj) -> None:
+        self._objects[(res.plural, namespace, obj["metadata"]["name"])] = obj
+
+    def _delete(self, res: Resource, namespace: str, name: str) -> Obj | None:
+        return self._objects.pop((res.plural, namespace, name), None)
+
+    def _all(self, res: Resource, namespace: str | None) -> ObjList:
+        return [
+            obj
+            for (p, ns, _), obj in sorted(self._objects.items())
+            if p == res.plural and (namespace is None or ns == namespace)
+        ]
+
+    def _drop_namespace(self, namespace: str) -> None:
+        for key in [k for k in self._objects if k[1] == namespace]:
+            del self._objects[key]
+
+
+# --- label selectors ------------------------------------------------------------------
+
+_REQUIREMENT = re.compile(
+    r"^\s*(?P<not>!)?\s*(?P<key>[A-Za-z0-9./_-]+)\s*"
+    r"(?:(?P<op>==|=|!=)\s*(?P<value>[A-Za-z0-9._-]*)"
+    r"|\s(?P<setop>in|notin)\s*\((?P<values>[^)]*)\))?\s*$"
+)
+
+
+def _split_selector(selector: str) -> list[str]:
+    """Split on commas that are not inside parentheses."""
+    parts, depth, current = [], 0, ""
+    for char in selector:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [p for p in parts if p.strip()]
+
+
+def match_labels(selector: str, labels: dict[str, str]) -> bool:
+    """Whether ``labels`` satisfy a label selector string; BadRequest if it does not parse."""
+    for part in _split_selector(selector):
+        m = _REQUIREMENT.match(part)
+        if m is None or (m["not"] and (m["op"] or m["setop"])):
+            raise bad_request(f"unable to parse requirement: {part.strip()!r}")
+        key = m["key"]
+        if m["not"]:
+            ok = key not in labels
+        elif m["op"] in ("=", "=="):
+            ok = labels.get(key) == m["value"]
+        elif m["op"] == "!=":
+            ok = labels.get(key) != m["value"]
+        elif m["setop"]:
+            values = {v.strip() for v in m["values"].split(",")}
+            ok = labels.get(key) in values if m["setop"] == "in" else labels.get(key) not in values
+        else:
+            ok = key in labels
+        if not ok:
+            return False
+    return True
+
+
+def _match_fields(selector: str, obj: Obj) -> bool:
+    meta = obj.get("metadata", {})
+    fields = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace")}
+    for part in _split_selector(selector):
+        m = re.match(r"^\s*([\w.]+)\s*(==|=|!=)\s*(\S*)\s*$", part)
+        if m is None or m[1] not in fields:
+            raise bad_request(f'"{part.strip()}" is not a known field selector')
+        equal = (fields[m[1]] or "") == m[3]
+        if equal != (m[2] != "!="):
+            return False
+    return True
+
+
+# --- patches --------------------------------------------------------------------------
+
+
+def merge_patch(target: Any, patch: Any, *, by_name: bool = False) -> Any:
+    """RFC 7386 JSON merge patch; ``by_name`` merges lists of named objects item by item."""
+    named_lists = by_name and isinstance(patch, list) and isinstance(target, list)
+    if named_lists and all(isinstance(i, dict) and "name" in i for i in [*patch, *target]):
+        merged = {item["name"]: item for item in copy.deepcopy(target)}
+        for item in patch:
+            merged[item["name"]] = merge_patch(merged.get(item["name"]), item, by_name=True)
+        return list(merged.values())
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value, by_name=by_name)
+    return result
+
+
+def json_patch(target: Obj, ops: list[Any]) -> Obj:
+    """RFC 6902 add, remove, replace and test."""
+    doc: Any = copy.deepcopy(target)
+    for op in ops:
+        if not isinstance(op, dict) or "path" not in op:
+            raise bad_request("json patch: each operation needs op and path")
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
+        parent: Any = doc
+        try:
+            for token in tokens[:-1]:
+                parent = parent[int(token)] if isinstance(parent, list) else parent[token]
+            last = tokens[-1]
+            kind = op.get("op")
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                if kind == "add":
+                    parent.insert(index, op["value"])
+                elif kind == "remove":
+                    parent.pop(index)
+                elif kind == "replace":
+                    parent[index] = op["value"]
+                elif kind == "test":
+                    if parent[index] != op["value"]:
+                        raise ApiError(422, "Invalid", "json patch: test operation failed")
+                else:
+                    raise bad_request(f"json patch: unsupported op {kind!r}")
+            elif kind in ("add", "replace"):
+                if kind == "replace" and last not in parent:
+                    raise KeyError(last)
+                parent[last] = op["value"]
+            elif kind == "remove":
+                del parent[last]
+            elif kind == "test":
+                if parent[last] != op["value"]:
+                    raise ApiError(422, "Invalid", "json patch: test operation failed")
+            else:
+                raise bad_request(f"json patch: unsupported op {kind!r}")
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise ApiError(
+                422, "Invalid", f"the server rejected our request: missing path {op['path']}"
+            ) from None
+    if not isinstance(doc, dict):
+        raise bad_request("json patch: the result is not an object")
+    return doc
+
+
+# --- the server -----------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KubernetesStandIn(LoopbackServer):
+    """The Kubernetes API for a handful of resources, with a deployment controller."""
+
+    service = "Kubernetes stand-in"
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        rollout_seconds: float = 0.3,
+        failing_images: Iterable[str] = (),
+        time_scale: float = 1.0,
+        progress_deadline_seconds: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.rollout_seconds = rollout_seconds
+        self.failing_images: set[str] = set(failing_images)
+        """Images that never become ready: a whole reference (``app:2``) or a tag (``2``)."""
+        self.time_scale = time_scale
+        self.progress_deadline_seconds = progress_deadline_seconds
+        self.objects = ObjectStore()
+        self.requests: list[RecordedRequest] = []
+        self._failures: list[_Failure] = []
+        self._resource_version = 0
+        self._rollouts: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    # lifecycle
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+
+    async def before_stop(self) -> None:
+        for task in self._rollouts.values():
+            task.cancel()
+        for task in list(self._rollouts.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._rollouts.clear()
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+    # for tests
+
+    def fail_next(self, method: str, path_prefix: str, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` ``method`` requests under ``path_prefix`` with ``status``.
+
+        The body is a Status with the reason the server uses for that code (a 429 also
+        carries ``Retry-After: 1``). ``method`` ``"*"`` matches any method.
+        """
+        self._failures.append(_Failure(method.upper(), path_prefix, status, times))
+
+    async def wait_for(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        predicate: Callable[[Obj], bool],
+        within: float = 5.0,
+    ) -> Obj:
+        """Poll the store until ``predicate(obj)`` holds; TimeoutError otherwise."""
+        async with asyncio.timeout(within):
+            while True:
+                obj = self.objects.get(kind, namespace, name)
+                if obj is not None and predicate(obj):
+                    return obj
+                await asyncio.sleep(0.01)
+
+    # HTTP
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        status = 200
+        headers: dict[str, str] = {}
+        try:
+            self._authenticate(request)
+            self._inject_failure(request)
+            status, body = await self._route(request)
+        except ApiError as error:
+            status, body, headers = error.code, error.body(), error.headers
+        self.requests.append(
+            RecordedRequest(request.method, request.path, request.query_string, status)
+        )
+        return web.json_response(body, status=status, headers=headers)
+
+    def _authenticate(self, request: web.Request) -> None:
+        if self.token is None:
+            return
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token.strip() != self.token:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+
+    def _inject_failure(self, request: web.Request) -> None:
+        for failure in self._failures:
+            if failure.method in ("*", request.method) and request.path.startswith(
+                failure.path_prefix
+            ):
+                failure.times -= 1
+                if failure.times <= 0:
+                    self._failures.remove(failure)
+                reason = _REASONS.get(failure.status, "InternalError")
+                headers = {"Retry-After": "1"} if failure.status == 429 else {}
+                message = f"injected failure: {reason}"
+                raise ApiError(failure.status, reason, message, headers=headers)
+
+    async def _route(self, request: web.Request) -> tuple[int, Obj]:
+        parts = [p for p in request.path.split("/") if p]
+        if parts == ["version"]:
+            return 200, {
+                "major": "1",
+                "minor": "31",
+                "gitVersion": "v1.31.0-standin",
+                "gitCommit": "0" * 40,
+                "gitTreeState": "clean",
+                "buildDate": "2024-08-13T00:00:00Z",
+                "goVersion": "go1.22.5",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+        if parts == ["api"]:
+            return 200, {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}
+                ],
+            }
+        if parts == ["apis"]:
+            return 200, self._group_list()
+        if len(parts) >= 2 and parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            return 200, self._resource_list(group, version)
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        res = _BY_PATH.get((group, version, rest[0]))
+        if res is None or (namespace is not None and not res.namespaced) or len(rest) > 3:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) >= 2 else None
+        subresource = rest[2] if len(rest) == 3 else None
+        if subresource is not None and (subresource != "status" or request.method != "GET"):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if res.namespaced and namespace is None and (name is not None or request.method != "GET"):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        ns = namespace or ""
+        method = request.method
+        if name is None:
+            if method == "GET":
+                return 200, self._list(res, namespace, request)
+            if method == "POST":
+                return 201, self._create(res, ns, await _json_body(request))
+        elif method == "GET":
+            return 200, self._read(res, ns, name)
+        elif method == "PUT":
+            return 200, self._replace(res, ns, name, await _json_body(request))
+        elif method == "PATCH":
+            return 200, await self._patch(res, ns, name, request)
+        elif method == "DELETE":
+            return 200, self._remove(res, ns, name)
+        raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method: {method}")
+
+    def _group_list(self) -> Obj:
+        groups = sorted({(r.group, r.version) for r in RESOURCES if r.group})
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {
+                    "name": g,
+                    "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+                    "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v},
+                }
+                for g, v in groups
+            ],
+        }
+
+    def _resource_list(self, group: str, version: str) -> Obj:
+        found = [r for r in RESOURCES if (r.group, r.version) == (group, version)]
+        if not found:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": found[0].api_version,
+            "resources": [
+                {
+                    "name": r.plural,
+                    "singularName": r.kind.lower(),
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
+                    "verbs": ["create", "delete", "get", "list", "patch", "update"],
+                }
+                for r in found
+            ],
+        }
+
+    # the verbs
+
+    def _list(self, res: Resource, namespace: str | None, request: web.Request) -> Obj:
+        if request.query.get("watch") in ("true", "1"):
+            raise bad_request("watch is not supported by the Kubernetes stand-in")
+        labels = request.query.get("labelSelector", "")
+        fields = request.query.get("fieldSelector", "")
+        items = []
+        for obj in self.objects._all(res, namespace):
+            if labels and not match_labels(labels, obj["metadata"].get("labels") or {}):
+                continue
+            if fields and not _match_fields(fields, obj):
+                continue
+            items.append({k: v for k, v in obj.items() if k not in ("kind", "apiVersion")})
+        return {
+            "kind": f"{res.kind}List",
+            "apiVersion": res.api_version,
+            "metadata": {"resourceVersion": str(self._resource_version)},
+            "items": copy.deepcopy(items),
+        }
+
+    def _read(self, res: Resource, ns: str, name: str) -> Obj:
+        obj = self.objects._get(res, ns, name)
+        if obj is None:
+            raise not_found(res, name)
+        return copy.deepcopy(obj)
+
+    def _create(self, res: Resource, ns: str, body: Obj) -> Obj:
+        meta = body.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+        name = str(meta.get("name") or "")
+        self._check_namespace_matches(res, ns, meta)
+        self._validate(res, name, body)
+        if res.namespaced and self.objects._get(_NAMESPACES, "", ns) is None:
+            raise not_found(_NAMESPACES, ns)
+        if self.objects._get(res, ns, name) is not None:
+            raise already_exists(res, name)
+        obj = self._store_new(res, ns, body)
+        if res is _DEPLOYMENTS:
+            self._reconcile(ns, name)
+            obj = self.objects._get(res, ns, name) or obj
+        return copy.deepcopy(obj)
+
+    def _replace(self, res: Resource, ns: str, name: str, body: Obj) -> Obj:
+        meta = body.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if meta.get("name") != name:
+            raise bad_request("the name of the object does not match the name on the URL")
+        self._check_namespace_matches(res, ns, meta)
+        current = self.objects._get(res, ns, name)
+        if current is None:
+            raise not_found(res, name)
+        wanted = meta.get("resourceVersion")
+        if wanted and wanted != current["metadata"]["resourceVersion"]:
+            raise conflict(res, name)
+        return self._update(res, ns, current, body)
+
+    async def _patch(self, res: Resource, ns: str, name: str, request: web.Request) -> Obj:
+        current = self.objects._get(res, ns, name)
+        if current is None:
+            raise not_found(res, name)
+        patch = await _json_body(request, object_only=False)
+        content_type = request.content_type
+        if content_type == "application/json-patch+json":
+            if not isinstance(patch, list):
+                raise bad_request("json patch: the body must be a list of operations")
+            patched = json_patch(current, patch)
+        elif content_type in (
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+        ):
+            if not isinstance(patch, dict):
+                raise bad_request("the patch must be a JSON object")
+            by_name = content_type == "application/strategic-merge-patch+json"
+            patched = merge_patch(current, patch, by_name=by_name)
+        else:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - "
+                f"accepted media types include: application/json-patch+json, "
+                f"application/merge-patch+json, application/strategic-merge-patch+json; "
+                f"got {content_type}",
+            )
+        meta = patched.get("metadata") or {}
+        if meta.get("name") != name:
+            raise bad_request("the name of the object does not match the name on the URL")
+        wanted = meta.get("resourceVersion")
+        if wanted and wanted != current["metadata"]["resourceVersion"]:
+            raise conflict(res, name)
+        return self._update(res, ns, current, patched)
+
+    def _remove(self, res: Resource, ns: str, name: str) -> Obj:
+        obj = self.objects._delete(res, ns, name)
+        if obj is None:
+            raise not_found(res, name)
+        obj["metadata"]["resourceVersion"] = self._bump()
+        if res is _NAMESPACES:
+            self.objects._drop_namespace(name)
+            obj["metadata"]["deletionTimestamp"] = _now()
+            obj["status"] = {"phase": "Terminating"}
+            return obj
+        if res is _DEPLOYMENTS:
+            task = self._rollouts.pop((ns, name), None)
+            if task is not None:
+                task.cancel()
+            uid = obj["metadata"]["uid"]
+            for rs in self.objects._all(_REPLICASETS, ns):
+                if _owner_uid(rs) == uid:
+                    self.objects._delete(_REPLICASETS, ns, rs["metadata"]["name"])
+        details = {**_details(res, name), "uid": obj["metadata"]["uid"]}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": details,
+        }
+
+    # storage helpers
+
+    def _bump(self) -> str:
+        self._resource_version += 1
+        return str(self._resource_version)
+
+    def _check_namespace_matches(self, res: Resource, ns: str, meta: Obj) -> None:
+        if not res.namespaced:
+            meta.pop("namespace", None)
+            return
+        given = meta.get("namespace")
+        if given and given != ns:
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request"
+            )
+
+    def _validate(self, res: Resource, name: str, body: Obj) -> None:
+        causes: list[tuple[str, str]] = []
+        if not name:
+            causes.append(("metadata.name", "Required value: name or generateName is required"))
+        elif res is _NAMESPACES:
+            if len(name) > 63:
+                causes.append(
+                    (
+                        "metadata.name",
+                        f'Invalid value: "{name}": must be no more than 63 characters',
+                    )
+                )
+            elif not _LABEL_RE.fullmatch(name):
+                causes.append(("metadata.name", f'Invalid value: "{name}": {_LABEL_MSG}'))
+        elif len(name) > 253:
+            causes.append(
+                ("metadata.name", f'Invalid value: "{name}": must be no more than 253 characters')
+            )
+        elif not _SUBDOMAIN_RE.fullmatch(name):
+            causes.append(("metadata.name", f'Invalid value: "{name}": {_SUBDOMAIN_MSG}'))
+        if res in (_DEPLOYMENTS, _REPLICASETS):
+            spec = body.get("spec") or {}
+            if not (spec.get("selector") or {}).get("matchLabels") and not (
+                spec.get("selector") or {}
+            ).get("matchExpressions"):
+                causes.append(("spec.selector", "Required value"))
+            else:
+                template_labels = ((spec.get("template") or {}).get("metadata") or {}).get(
+                    "labels"
+                ) or {}
+                selector = spec["selector"].get("matchLabels") or {}
+                if any(template_labels.get(k) != v for k, v in selector.items()):
+                    causes.append(
+                        (
+                            "spec.template.metadata.labels",
+                            f"Invalid value: {json.dumps(template_labels)}: `selector` does "
+                            "not match template `labels`",
+                        )
+                    )
+        if causes:
+            raise invalid(res, name or "", causes)
+
+    def _store_new(self, res: Resource, ns: str, body: Obj) -> Obj:
+        obj = copy.deepcopy(body)
+        obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+        meta = obj["metadata"]
+        for key in ("deletionTimestamp", "selfLink"):
+            meta.pop(key, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["resourceVersion"] = self._bump()
+        meta["creationTimestamp"] = _now()
+        if res.namespaced:
+            meta["namespace"] = ns
+        if res.tracks_generation:
+            meta["generation"] = 1
+        _defaults(res, obj)
+        if res is _DEPLOYMENTS:
+            obj["status"] = {}
+        self.objects._put(res, ns, obj)
+        return obj
+
+    def _update(self, res: Resource, ns: str, current: Obj, body: Obj) -> Obj:
+        obj = copy.deepcopy(body)
+        obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+        meta = obj.setdefault("metadata", {})
+        old_meta = current["metadata"]
+        for key in ("uid", "creationTimestamp", "generation", "namespace"):
+            if key in old_meta:
+                meta[key] = old_meta[key]
+            else:
+                meta.pop(key, None)
+        self._validate(res, meta["name"], obj)
+        _defaults(res, obj)
+        if res in (_DEPLOYMENTS, _REPLICASETS):
+            obj["status"] = copy.deepcopy(current.get("status", {}))
+        spec_changed = obj.get("spec") != current.get("spec")
+        if res.tracks_generation and spec_changed:
+            meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        if res is _DEPLOYMENTS:
+            # the revision annotation belongs to the controller
+            annotations = meta.get("annotations") or {}
+            old_revision = (old_meta.get("annotations") or {}).get(REVISION)
+            if old_revision is not None:
+                annotations[REVISION] = old_revision
+                meta["annotations"] = annotations
+        if obj == current:
+            return copy.deepcopy(current)
+        meta["resourceVersion"] = self._bump()
+        self.objects._put(res, ns, obj)
+        if res is _DEPLOYMENTS and spec_changed:
+            self._reconcile(ns, meta["name"])
+            obj = self.objects._get(res, ns, meta["name"]) or obj
+        return copy.deepcopy(obj)
+
+    def _save(self, res: Resource, ns: str, obj: Obj) -> None:
+        """A controller's write: bumps resourceVersion, keeps generation."""
+        obj["metadata"]["resourceVersion"] = self._bump()
+        self.objects._put(res, ns, obj)
+
+    # the deployment controller
+
+    def _reconcile(self, ns: str, name: str) -> None:
+        """Find or make the ReplicaSet for the Deployment's template, then roll it out."""
+        deployment = self.objects._get(_DEPLOYMENTS, ns, name)
+        if deployment is None:
+            return
+        spec = deployment["spec"]
+        template = spec["template"]
+        owned = [
+            rs
+            for rs in self.objects._all(_REPLICASETS, ns)
+            if _owner_uid(rs) == deployment["metadata"]["uid"]
+        ]
+        newest = max((_revision(rs) for rs in owned), default=0)
+        matching = next((rs for rs in owned if _without_hash(rs) == template), None)
+        annotations = {
+            k: v
+            for k, v in (deployment["metadata"].get("annotations") or {}).items()
+            if k not in _NOT_COPIED
+        }
+        desired = int(spec.get("replicas", 1))
+        if matching is None:
+            template_hash = _pod_template_hash(template)
+            new_rs = self._new_replicaset(deployment, template_hash)
+            revision = newest + 1
+        else:
+            new_rs = matching
+            revision = _revision(matching)
+            if revision != newest:  # an old template again: it becomes the newest revision
+                history = [
+                    h
+                    for h in new_rs["metadata"]["annotations"].get(REVISION_HISTORY, "").split(",")
+                    if h
+                ]
+                new_rs["metadata"]["annotations"][REVISION_HISTORY] = ",".join(
+                    [*history, str(revision)]
+                )
+                revision = newest + 1
+        rs_annotations = new_rs["metadata"].setdefault("annotations", {})
+        rs_annotations.update(annotations)
+        rs_annotations[REVISION] = str(revision)
+        rs_annotations[DESIRED_REPLICAS] = str(desired)
+        rs_annotations[MAX_REPLICAS] = str(desired + _max_surge(spec, desired))
+        if new_rs["spec"].get("replicas") != desired:
+            new_rs["spec"]["replicas"] = desired
+            new_rs["metadata"]["generation"] = int(new_rs["metadata"].get("generation", 0)) + 1
+        self._save(_REPLICASETS, ns, new_rs)
+        deployment["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
+        self._save(_DEPLOYMENTS, ns, deployment)
+        created = matching is None
+        old = self._rollouts.pop((ns, name), None)
+        if old is not None:
+            old.cancel()
+        self._rollouts[(ns, name)] = asyncio.get_running_loop().create_task(
+            self._roll_out(ns, name, new_rs["metadata"]["name"], created=created)
+        )
+
+    def _new_replicaset(self, deployment: Obj, template_hash: str) -> Obj:
+        meta = deployment["metadata"]
+        spec = deployment["spec"]
+        template = copy.deepcopy(spec["template"])
+        template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = (
+            template_hash
+        )
+        selector = copy.deepcopy(spec["selector"])
+        selector.setdefault("matchLabels", {})["pod-template-hash"] = template_hash
+        labels = dict(template["metadata"]["labels"])
+        body: Obj = {
+            "metadata": {
+                "name": f"{meta['name']}-{template_hash}",
+                "labels": labels,
+                "annotations": {},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {"replicas": 0, "selector": selector, "template": template},
+            "status": {"replicas": 0, "observedGeneration": 1},
+        }
+        return self._store_new(_REPLICASETS, meta["namespace"], body)
+
+    def _image_fails(self, template: Obj) -> bool:
+        for container in (template.get("spec") or {}).get("containers") or []:
+            image = str(container.get("image", ""))
+            tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "latest"
+            if image in self.failing_images or tag in self.failing_images:
+                return True
+        return False
+
+    def _deadline(self, spec: Obj) -> float:
+        if self.progress_deadline_seconds is not None:
+            return self.progress_deadline_seconds
+        return float(spec.get("progressDeadlineSeconds", 600)) * self.time_scale
+
+    async def _roll_out(self, ns: str, name: str, rs_name: str, *, created: bool) -> None:
+        """Move the Deployment's status along, as the controller would see its pods do."""
+        deployment = self.objects._get(_DEPLOYMENTS, ns, name)
+        new_rs = self.objects._get(_REPLICASETS, ns, rs_name)
+        if deployment is None or new_rs is None:
+            return
+        spec = deployment["spec"]
+        desired = int(spec.get("replicas", 1))
+        old_sets = [
+            rs
+            for rs in self.objects._all(_REPLICASETS, ns)
+            if _owner_uid(rs) == deployment["metadata"]["uid"] and rs is not new_rs
+        ]
+        new_ready = int(new_rs.get("status", {}).get("readyReplicas", 0))
+        reason = "NewReplicaSetCreated" if created else "FoundNewReplicaSet"
+        verb = "Created new" if created else "Found new"
+        self._set_progress(
+            ns, name, new_rs, old_sets, new_ready, reason, f'{verb} replica set "{rs_name}"'
+        )
+        if self._image_fails(new_rs["spec"]["template"]):
+            await asyncio.sleep(self._deadline(spec))
+            self._set_progress(
+                ns,
+                name,
+                new_rs,
+                old_sets,
+                0,
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{rs_name}" has timed out progressing.',
+                progressing="False",
+            )
+            return
+        if desired > 1 and new_ready < desired // 2:
+            await asyncio.sleep(self.rollout_seconds / 2)
+            self._set_progress(
+                ns,
+                name,
+                new_rs,
+                old_sets,
+                desired // 2,
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{rs_name}" is progressing.',
+            )
+            await asyncio.sleep(self.rollout_seconds / 2)
+        else:
+            await asyncio.sleep(self.rollout_seconds)
+        for rs in old_sets:
+            rs["spec"]["replicas"] = 0
+            rs["status"] = {
+                "replicas": 0,
+                "observedGeneration": rs["metadata"].get("generation", 1),
+            }
+        self._set_progress(
+            ns,
+            name,
+            new_rs,
+            old_sets,
+            desired,
+            "NewReplicaSetAvailable",
+            f'ReplicaSet "{rs_name}" has successfully progressed.',
+        )
+
+    def _set_progress(
+        self,
+        ns: str,
+        name: str,
+        new_rs: Obj,
+        old_sets: list[Obj],
+        new_ready: int,
+        reason: str,
+        message: str,
+        *,
+        progressing: str = "True",
+    ) -> None:
+        deployment = self.objects._get(_DEPLOYMENTS, ns, name)
+        if deployment is None:
+            return
+        spec = deployment["spec"]
+        desired = int(spec.get("replicas", 1))
+        new_rs["status"] = {
+            "replicas": desired,
+            "fullyLabeledReplicas": desired,
+            "readyReplicas": new_ready,
+            "availableReplicas": new_ready,
+            "observedGeneration": new_rs["metadata"].get("generation", 1),
+        }
+        if not new_ready:
+            del new_rs["status"]["readyReplicas"], new_rs["status"]["availableReplicas"]
+        self._save(_REPLICASETS, ns, new_rs)
+        for rs in old_sets:
+            if self.objects._get(_REPLICASETS, ns, rs["metadata"]["name"]) is not None:
+                self._save(_REPLICASETS, ns, rs)
+        old_replicas = sum(int(rs["spec"].get("replicas", 0)) for rs in old_sets)
+        old_ready = sum(int(rs.get("status", {}).get("readyReplicas", 0)) for rs in old_sets)
+        ready = new_ready + old_ready
+        minimum = desired - _max_unavailable(spec, desired)
+        now = _now()
+        previous = {c["type"]: c for c in deployment.get("status", {}).get("conditions", [])}
+
+        def condition(kind: str, status: str, why: str, text: str) -> Obj:
+            before = previous.get(kind)
+            since = before["lastTransitionTime"] if before and before["status"] == status else now
+            return {
+                "type": kind,
+                "status": status,
+                "lastUpdateTime": now,
+                "lastTransitionTime": since,
+                "reason": why,
+                "message": text,
+            }
+
+        available = (
+            condition(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+            )
+            if ready >= minimum
+            else condition(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            )
+        )
+        status: Obj = {
+            "observedGeneration": deployment["metadata"].get("generation", 1),
+            "replicas": desired + old_replicas,
+            "updatedReplicas": desired,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": max(0, desired + old_replicas - ready),
+            "conditions": [available, condition("Progressing", progressing, reason, message)],
+        }
+        for key in ("readyReplicas", "availableReplicas", "unavailableReplicas"):
+            if not status[key]:
+                del status[key]
+        deployment["status"] = status
+        self._save(_DEPLOYMENTS, ns, deployment)
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+async def _json_body(request: web.Request, *, object_only: bool = True) -> Any:
+    try:
+        body = json.loads(await request.text())
+    except ValueError:
+        raise bad_request("the request body is not valid JSON") from None
+    if object_only and not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+def _defaults(res: Resource, obj: Obj) -> None:
+    """The defaults the API server fills in, for the fields the bot reads."""
+    if res is _NAMESPACES:
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj["status"] = {"phase": "Active"}
+    elif res.kind == "Secret":
+        obj.setdefault("type", "Opaque")
+        string_data = obj.pop("stringData", None) or {}
+        data: Obj = obj.setdefault("data", {}) if string_data else {}
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+    elif res is _DEPLOYMENTS:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault(
+            "strategy",
+            {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+            },
+        )
+
+
+def _owner_uid(obj: Obj) -> str | None:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def _revision(rs: Obj) -> int:
+    try:
+        return int((rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
+    except ValueError:
+        return 0
+
+
+def _without_hash(rs: Obj) -> Obj:
+    template = copy.deepcopy(rs["spec"]["template"])
+    labels = template.get("metadata", {}).get("labels", {})
+    labels.pop("pod-template-hash", None)
+    return template  # type: ignore[no-any-return]
+
+
+def _pod_template_hash(template: Obj) -> str:
+    """A short, stable, DNS-safe hash of the template (the real one is FNV-32a based)."""
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"  # the controller's "safe" alphabet
+    number = int.from_bytes(digest[:8])
+    chars = []
+    for _ in range(10):
+        number, index = divmod(number, len(alphabet))
+        chars.append(alphabet[index])
+    return "".join(chars)
+
+
+def _scaled(value: Any, desired: int, *, round_up: bool) -> int:
+    if isinstance(value, str) and value.endswith("%"):
+        exact = desired * int(value[:-1]) / 100
+        return int(-(-exact // 1)) if round_up else int(exact)
+    return int(value)
+
+
+def _max_surge(spec: Obj, desired: int) -> int:
+    rolling = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+    return _scaled(rolling.get("maxSurge", "25%"), desired, round_up=True)
+
+
+def _max_unavailable(spec: Obj, desired: int) -> int:
+    rolling = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+    return _scaled(rolling.get("maxUnavailable", "25%"), desired, round_up=False)
