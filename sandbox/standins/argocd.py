@@ -57,8 +57,10 @@ processRequestedAppOperation and setOperationState carry it out)
 - ``fail_revision`` makes a sync end the way a failing PostSync smoke test does: phase
   ``Failed``, message ``one or more synchronization tasks completed unsuccessfully``,
   health ``Degraded``, no history entry (the new images are partly applied).
-- A second operation while one is requested or running is 400 code 9 ``another operation
-  is already in progress`` (``util/argo/argo.go`` SetAppOperation).
+- A second operation while one is requested or running is 400 code 9 ``error setting app
+  operation: rpc error: code = FailedPrecondition desc = another operation is already in
+  progress`` (``util/argo/argo.go`` ErrAnotherOperationInProgress, wrapped by Sync and
+  Rollback; grpc-go's status.FromError keeps the wrapped error's whole text).
 
 Sync and rollback (``server/application/application.go`` Sync, resolveSourceRevisions,
 resolveRevision, Rollback; ``util/git/client.go`` lsRemote; ``util/git/git.go``)
@@ -682,7 +684,10 @@ class ArgoCDStandIn(LoopbackServer):
 
     def _start(self, app: _App, operation: _Operation) -> web.Response:
         if app.operation is not None:
-            raise _failed_precondition("another operation is already in progress")
+            raise _failed_precondition(
+                "error setting app operation: rpc error: code = FailedPrecondition desc = "
+                "another operation is already in progress"
+            )
         app.operation = operation
         app.resource_version += 1
         self._in_background(app, self._run(app, operation))

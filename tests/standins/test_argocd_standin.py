@@ -246,7 +246,14 @@ async def test_one_operation_at_a_time_and_unknown_history_ids(argocd: ArgoCDSta
     )
     assert (await call(argocd, "POST", f"{API}/sync", body={"revision": "v1.2"}))[0] == 200
     status, body = await call(argocd, "POST", f"{API}/rollback", body={"id": 0})
-    assert (status, body) == (400, argo_error(9, "another operation is already in progress"))
+    assert (status, body) == (
+        400,
+        argo_error(
+            9,
+            "error setting app operation: rpc error: code = FailedPrecondition desc = "
+            "another operation is already in progress",
+        ),
+    )
     await argocd.wait_idle(APP)
 
 
