@@ -15,6 +15,15 @@ refusal is an `AdapterError` carrying Argo's own message and the HTTP status.
 Argo CD answers 403 "permission denied" for an Application that does not exist, so no one
 can probe names; only when the request names the Application's project does it answer
 404. Give `project` to get None for a missing Application from `application()`.
+
+What runs is the newest ``status.history`` entry (else the last successful operation's
+``syncResult.revision``), never ``status.sync.revision``: that one is what git's
+``targetRevision`` resolves to, and stays at HEAD after a rollback (argo-cd
+``controller/state.go``, ``controller/sync.go``). Automated sync is turned off with
+``automated.enabled: false`` where the server keeps that field (Argo CD 3.1+; older
+servers drop it when they read the patched Application back, ``server/application/
+application.go`` Patch), which the PATCH's answer shows; otherwise ``automated`` is removed
+and the caller keeps the block to restore it exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +37,13 @@ import aiohttp
 from yarl import URL
 
 from kernel.errors import AdapterError
-from kernel.ports.systems import AutoSyncEnabled, GitOps, GitOpsApplication, GitOpsHistoryEntry
+from kernel.ports.systems import (
+    AUTOMATED_FIELDS,
+    AutoSyncEnabled,
+    GitOps,
+    GitOpsApplication,
+    GitOpsHistoryEntry,
+)
 
 __all__ = ["ArgoCDClient", "GitOps"]
 
@@ -38,6 +53,8 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 """An Application name is a Kubernetes object name (DNS-1123 subdomain)."""
 
 _FAILED_PRECONDITION = 9
+
+APPSET_LABEL = "argocd.argoproj.io/application-set-name"
 
 
 class ArgoCDClient:
@@ -70,11 +87,14 @@ class ArgoCDClient:
         self._raise_for(status, body, doing=f"reading application {name}")
         return _application(body)
 
-    async def sync(self, name: str, *, revision: str) -> None:
-        """Start a sync of `name` to `revision`; Argo runs it in the background."""
+    async def sync(self, name: str, *, revision: str) -> str:
+        """Start a sync of `name` to `revision`; Argo runs it in the background. Returns
+        ``operation.sync.revision`` from the answer: what Argo resolved `revision` to."""
         request = {"name": name, "revision": revision, "prune": False, "dryRun": False}
         status, body = await self._call("POST", name, "sync", json_body=self._scoped(request))
         self._raise_for(status, body, doing=f"syncing {name} to {revision}")
+        resolved = _dig(body, "operation", "sync", "revision")
+        return str(resolved) if resolved else revision
 
     async def rollback(self, name: str, *, history_id: int) -> None:
         """Start a rollback of `name` to history entry `history_id`.
@@ -85,20 +105,45 @@ class ArgoCDClient:
         status, body = await self._call("POST", name, "rollback", json_body=self._scoped(request))
         self._raise_for(status, body, doing=f"rolling back {name} to history id {history_id}")
 
-    async def set_auto_sync(self, name: str, *, enabled: bool) -> None:
-        """Turn automated sync on or off with a JSON merge patch of the spec.
+    async def disable_auto_sync(self, name: str) -> str:
+        """Off with ``automated.enabled: false`` (a merge patch keeps ``prune``,
+        ``selfHeal`` and ``allowEmpty``); if the answer shows the server dropped the field
+        (Argo CD before 3.1), off by removing ``automated``."""
+        answer = await self._patch_automated(name, {"enabled": False}, doing="turning off")
+        if not _application(answer).auto_sync:
+            return "enabled: false"
+        answer = await self._patch_automated(name, None, doing="turning off")
+        if _application(answer).auto_sync:
+            raise AdapterError(SYSTEM, f"turning off automated sync for {name}: it is still on")
+        return "removed"
 
-        Off removes ``spec.syncPolicy.automated`` (every Argo CD version reads that as off).
-        On sets ``automated.enabled: true``: Argo CD 3 keeps any ``prune``/``selfHeal`` the
-        team had under it; Argo CD 2 ignores the unknown field, leaving ``automated: {}``,
-        which is what ``argocd app set --sync-policy automated`` sets.
-        """
-        automated = {"enabled": True} if enabled else None
+    async def set_automated(
+        self, name: str, automated: dict[str, bool] | None, *, current: dict[str, bool] | None
+    ) -> None:
+        """Exactly `automated`: a merge patch that sets its fields and removes (null) the
+        ones `current` has and it has not."""
+        patch: dict[str, bool | None] | None = None
+        if automated is not None:
+            patch = {**dict.fromkeys(current or {}), **automated}
+        answer = await self._patch_automated(name, patch, doing="restoring")
+        kept = _application(answer).automated
+        if kept != automated:
+            raise AdapterError(
+                SYSTEM,
+                f"restoring automated sync of {name}: asked for {_shown(automated)}, "
+                f"Argo CD keeps {_shown(kept)}",
+            )
+
+    async def _patch_automated(
+        self, name: str, automated: dict[str, Any] | None, *, doing: str
+    ) -> dict[str, Any]:
         patch = {"spec": {"syncPolicy": {"automated": automated}}}
         request = {"name": name, "patch": json.dumps(patch), "patchType": "merge"}
         status, body = await self._call("PATCH", name, json_body=self._scoped(request))
-        turning = "on" if enabled else "off"
-        self._raise_for(status, body, doing=f"turning automated sync {turning} for {name}")
+        self._raise_for(status, body, doing=f"{doing} automated sync for {name}")
+        if not isinstance(body, dict):
+            raise AdapterError(SYSTEM, f"{doing} automated sync for {name}: no Application back")
+        return body
 
     # HTTP
 
@@ -174,31 +219,47 @@ class ArgoCDClient:
 def _application(body: Any) -> GitOpsApplication:
     if not isinstance(body, dict):
         raise AdapterError(SYSTEM, "the application answer was not a JSON object")
-    metadata, spec, status = (body.get(key) or {} for key in ("metadata", "spec", "status"))
-    automated = (spec.get("syncPolicy") or {}).get("automated")
-    operation_state = status.get("operationState") or {}
-    phase = operation_state.get("phase")
-    message = operation_state.get("message")
+    metadata, spec, status = (_object(body.get(key)) for key in ("metadata", "spec", "status"))
+    state = _object(status.get("operationState"))
+    phase, message = state.get("phase"), state.get("message")
+    operation_revision = _dig(state, "operation", "sync", "revision")
+    result_revision = _dig(state, "syncResult", "revision")
     if body.get("operation"):
         # requested but maybe not yet picked up: operationState may still be the last one's
+        if phase != "Running":
+            message, result_revision = None, None
         phase = "Running"
-        message = message if operation_state.get("phase") == "Running" else None
+        operation_revision = _dig(body, "operation", "sync", "revision")
+    history = tuple(
+        sorted(
+            (_history_entry(h) for h in status.get("history") or () if isinstance(h, dict)),
+            key=lambda h: h.id,
+        )
+    )
+    running = history[-1].revision if history else ""
+    if not running and phase == "Succeeded" and not _dig(state, "operation", "sync", "dryRun"):
+        running = str(result_revision or "")
     return GitOpsApplication(
         name=str(metadata.get("name", "")),
-        sync_status=str((status.get("sync") or {}).get("status") or "Unknown"),
-        health_status=str((status.get("health") or {}).get("status") or "Unknown"),
-        revision=str((status.get("sync") or {}).get("revision") or ""),
-        auto_sync=isinstance(automated, dict) and automated.get("enabled") is not False,
-        images=tuple(str(i) for i in (status.get("summary") or {}).get("images") or ()),
-        history=tuple(_history_entry(h) for h in status.get("history") or ()),
+        sync_status=str(_dig(status, "sync", "status") or "Unknown"),
+        health_status=str(_dig(status, "health", "status") or "Unknown"),
+        running_revision=running,
+        target_revision=str(_dig(spec, "source", "targetRevision") or "HEAD"),
+        sync_revision=str(_dig(status, "sync", "revision") or ""),
+        automated=_automated(_dig(spec, "syncPolicy", "automated")),
+        images=tuple(str(i) for i in _dig(status, "summary", "images") or ()),
+        history=history,
+        owner_application_set=_application_set(metadata),
         operation_phase=str(phase) if phase else None,
         operation_message=str(message) if message else None,
+        operation_revision=str(operation_revision) if operation_revision else None,
+        result_revision=str(result_revision) if result_revision else None,
     )
 
 
 def _history_entry(entry: dict[str, Any]) -> GitOpsHistoryEntry:
-    """One ``status.history`` item (Argo lists them oldest first). Argo records no images
-    in history, so `images` is empty unless the entry carries an ``images`` list."""
+    """One ``status.history`` item. Argo records no images in history, so `images` is
+    empty unless the entry carries an ``images`` list."""
     deployed_at = entry.get("deployedAt")
     return GitOpsHistoryEntry(
         id=int(entry.get("id", 0)),
@@ -206,3 +267,37 @@ def _history_entry(entry: dict[str, Any]) -> GitOpsHistoryEntry:
         deployed_at=datetime.fromisoformat(deployed_at) if deployed_at else None,
         images=tuple(str(i) for i in entry.get("images") or ()),
     )
+
+
+def _automated(value: Any) -> dict[str, bool] | None:
+    """The exact ``automated`` block (Argo's fields; its Go types keep no others)."""
+    if not isinstance(value, dict):
+        return None
+    return {k: value[k] for k in AUTOMATED_FIELDS if isinstance(value.get(k), bool)}
+
+
+def _application_set(metadata: dict[str, Any]) -> str | None:
+    """The owning ApplicationSet: the ownerReference of kind ApplicationSet (what its
+    controller sets), else the ``argocd.argoproj.io/application-set-name`` label (set by
+    older releases' controller and by many templates)."""
+    for owner in metadata.get("ownerReferences") or ():
+        if isinstance(owner, dict) and owner.get("kind") == "ApplicationSet" and owner.get("name"):
+            return str(owner["name"])
+    label = _object(metadata.get("labels")).get(APPSET_LABEL)
+    return str(label) if label else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _shown(automated: dict[str, bool] | None) -> str:
+    return json.dumps(automated, sort_keys=True) if automated is not None else "no automated sync"

@@ -116,8 +116,10 @@ class Executor(Protocol):
 
     Optional extras an executor may define (the Run engine looks for them):
     - `async def stale_reason(self, action) -> str | None`: why the Action no longer
-      matches the live system (prod moved since it was planned); checked before an
-      approved Run starts and on every approval click.
+      matches the live system (prod moved since it was planned), in words that follow
+      "prod moved since this was asked: "; checked on every approval click. It raises
+      AdapterError when the live system cannot be read, and the click then records
+      nothing: an approval is never given to what could not be checked.
     - `def failure_buttons(self, action) -> list[tuple[str, str]]`: extra
       (action_id, label) buttons on a failed Run's progress message, valued the Run id.
     """

@@ -2,8 +2,10 @@
 
 `vote` checks the clicker then (not the requester, in the rule's groups, not voted yet,
 request open and not expired, target unchanged) and records the vote in one
-transaction (features.approvals.store). A background sweep expires requests nobody
-decided in time.
+transaction (features.approvals.store). When the target cannot be read (its system is
+down or not configured), an approval is not recorded: the check fails closed, the
+request stays open, and the approver is told to try again. A background sweep expires
+requests nobody decided in time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from features.approvals.policy import (
 )
 from features.approvals.request import OPEN, Answer, ApprovalRequest
 from features.approvals.store import ApprovalStore
+from kernel.errors import AdapterError
 from kernel.ids import SlackUserId
 from kernel.mrkdwn import escape
 from kernel.ports.platform import Directory
@@ -124,7 +127,16 @@ class Desk:
         if request.voted(voter):
             return "already_voted", ALREADY_VOTED
         if approve:
-            stale = await self._stale_reason(request)
+            try:
+                stale = await self._stale_reason(request)
+            except AdapterError as exc:  # never approve what could not be checked
+                log.warning("approval %s not recorded: the stale check failed: %s", request.id, exc)
+                where = escape(request.environment or "the target")
+                return "unchecked", (
+                    f"I could not check {where} before recording your approval "
+                    f"({escape(str(exc))}), so it was *not* recorded; the request stays open. "
+                    "Try again in a minute."
+                )
             if stale is not None:
                 await self.db.run(
                     lambda s: self.store.close(s, request.id, state="stale", by=voter, reason=stale)

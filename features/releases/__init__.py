@@ -2,6 +2,7 @@
 
 actions      Deploy, Rollback, SetAutoSync: exactly what will change
 targets      where a service runs in an environment, who may change it
+revisions    git SHAs as Argo CD reports them and as people type them
 planning     from what was typed to a proposed Action (one way for every caller)
 backends/    the ReleaseBackend Protocol; kubernetes and argocd implementations
 executors    the Run steps: change, watch the rollout, Grafana link

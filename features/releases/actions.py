@@ -6,9 +6,11 @@ fingerprint binds an approval to that change and nothing else.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import ClassVar, Literal
 
+from features.releases.revisions import short_sha
 from kernel.actions import Action, StepContext
 from kernel.mrkdwn import code, escape
 from kernel.ports.systems import RolloutStatus
@@ -34,12 +36,14 @@ class Deploy(Action):
     image: str | None = None
     """Kubernetes: the full image reference every Deployment gets."""
     git_revision: str | None = None
-    """Argo CD: the git revision the Application is synced to."""
+    """Argo CD: the git revision the Application is synced to, as typed (a SHA, full or
+    abbreviated, or a tag); Argo CD resolves it to a full SHA when the sync starts."""
     from_image: str
     """What runs now (Argo CD: the Application's images, comma-separated)."""
     from_revision: int
     """Kubernetes: the first Deployment's revision now; Argo CD: the newest history id."""
     from_git_revision: str | None = None
+    """Argo CD: the full SHA running when it was planned (the newest history entry)."""
     deployments: tuple[str, ...] = ()
     """Kubernetes: the Deployments that get the image, by name."""
 
@@ -53,7 +57,7 @@ class Deploy(Action):
         where = f"`{escape(self.service)}` in `{escape(self.env)}`"
         if self.backend == "argocd":
             return [
-                f"{where}: git revision {code(self.from_git_revision or '?')} -> "
+                f"{where}: git revision {code(short_sha(self.from_git_revision))} -> "
                 f"{code(self.git_revision or '?')} (Argo CD)"
             ]
         lines = [
@@ -82,15 +86,20 @@ class Rollback(Action):
     deployment: str | None = None
     """Kubernetes: the Deployment rolled back."""
     from_git_revision: str | None = None
+    """Argo CD: the full SHA running when it was planned (the newest history entry)."""
     to_git_revision: str | None = None
+    """Argo CD: the full SHA of the history entry rolled back to."""
     disable_auto_sync: bool = False
     """Argo CD: turn automated sync off first (it would undo the rollback)."""
+    auto_sync_policy: dict[str, bool] | None = None
+    """Argo CD, with `disable_auto_sync`: `spec.syncPolicy.automated` exactly as it was
+    when planned, which turning auto-sync back on restores."""
 
     def summary(self) -> str:
         if self.backend == "argocd":
             return (
                 f"roll back {self.service} in {self.env} to history id {self.to_revision} "
-                f"(git {self.to_git_revision})"
+                f"(git {short_sha(self.to_git_revision)})"
             )
         return f"roll back {self.service} in {self.env} to revision {self.to_revision}"
 
@@ -102,7 +111,7 @@ class Rollback(Action):
         if self.backend == "argocd":
             return (
                 f"Argo CD history id {self.to_revision} "
-                f"(git `{escape(self.to_git_revision or '?')}`)"
+                f"(git {code(short_sha(self.to_git_revision))})"
             )
         return f"revision {self.to_revision} (`{escape(self.to_image)}`)"
 
@@ -110,12 +119,15 @@ class Rollback(Action):
         where = f"`{escape(self.service)}` in `{escape(self.env)}`"
         if self.backend == "argocd":
             lines = [
-                f"{where}: git {code(self.from_git_revision or '?')} -> "
-                f"{code(self.to_git_revision or '?')} (Argo CD history {self.from_revision} -> "
-                f"{self.to_revision}); running now: {escape(self.from_image or 'unknown')}"
+                f"{where}: git {code(short_sha(self.from_git_revision))} -> "
+                f"{code(short_sha(self.to_git_revision))} (Argo CD history {self.from_revision} "
+                f"-> {self.to_revision}); running now: {escape(self.from_image or 'unknown')}"
             ]
             if self.disable_auto_sync:
-                lines.append("Automated sync is turned *off* first (a button turns it back on).")
+                lines.append(
+                    f"Automated sync ({automated_text(self.auto_sync_policy)}) is turned *off* "
+                    "first; a button turns it back on exactly as it was."
+                )
             return lines
         return [
             f"{where}: {image_change(self.from_image, self.to_image)} "
@@ -125,21 +137,55 @@ class Rollback(Action):
 
 
 class SetAutoSync(Action):
-    """Turn Argo CD's automated sync on or off for a service's Application."""
+    """Turn Argo CD's automated sync on or off for a service's Application.
+
+    Turning it back on after a rollback restores `policy`, the exact `automated` block the
+    rollback turned off; Argo CD then syncs to what git's target revision resolves to
+    (`git_revision`), which the approval card says when it is not what runs.
+    """
 
     kind: ClassVar[str] = "auto-sync"
 
     service: str
     env: str
     enabled: bool
+    policy: dict[str, bool] | None = None
+    """On: `spec.syncPolicy.automated` exactly as it becomes."""
+    offer_run: str | None = None
+    """The rollback Run whose "Turn auto-sync back on" message this answers."""
+    target_revision: str | None = None
+    """`spec.source.targetRevision` when planned (e.g. `HEAD`)."""
+    git_revision: str | None = None
+    """What it resolved to when planned (full SHA): what automated sync would deploy."""
+    running_git_revision: str | None = None
+    """What ran when planned (full SHA)."""
 
     def summary(self) -> str:
         state = "on" if self.enabled else "off"
         return f"turn auto-sync {state} for {self.service} in {self.env}"
 
+    def lock_key(self) -> str:
+        return f"{self.service}/{self.env}"
+
     def change_lines(self) -> list[str]:
-        state = "on" if self.enabled else "off"
-        return [f"`{escape(self.service)}` in `{escape(self.env)}`: Argo CD auto-sync {state}"]
+        where = f"`{escape(self.service)}` in `{escape(self.env)}`"
+        if not self.enabled:
+            return [f"{where}: Argo CD auto-sync off"]
+        lines = [f"{where}: Argo CD auto-sync on, as {automated_text(self.policy)}"]
+        if self.git_revision and self.git_revision != self.running_git_revision:
+            lines.append(
+                f":warning: Argo CD then deploys git {code(short_sha(self.git_revision))} "
+                f"(what {code(self.target_revision or 'HEAD')} is now) in place of "
+                f"{code(short_sha(self.running_git_revision))}, which runs now."
+            )
+        return lines
+
+
+def automated_text(policy: dict[str, bool] | None) -> str:
+    """`automated: {"prune": true, "selfHeal": false}` as inline code, exactly."""
+    if policy is None:
+        return "`automated` unknown"
+    return code("automated: " + json.dumps(policy, separators=(", ", ": ")))
 
 
 def image_change(before: str, after: str) -> str:

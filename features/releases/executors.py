@@ -79,8 +79,7 @@ class DeployExecutor(ReleaseExecutor):
 
         async def change(context: StepContext) -> dict[str, Any]:
             started = {"started_at": datetime.now(UTC).isoformat()}
-            await backend.deploy(context, action)
-            return started
+            return {**started, **(await backend.deploy(context, action) or {})}
 
         async def watch(context: StepContext) -> dict[str, Any]:
             return await backend.watch_deploy(context, action, self.watch)
@@ -147,7 +146,8 @@ class RollbackExecutor(ReleaseExecutor):
 
 
 class AutoSyncExecutor(ReleaseExecutor):
-    """Turn Argo CD's automated sync on or off (checked first, so a re-run is harmless)."""
+    """Turn Argo CD's automated sync on (exactly as it was before a rollback) or off,
+    checked first, so a re-run is harmless."""
 
     action_type: ClassVar[type[Action]] = SetAutoSync
 
@@ -156,11 +156,16 @@ class AutoSyncExecutor(ReleaseExecutor):
         argocd = ArgoCDBackend(self.ports)
 
         async def switch(context: StepContext) -> dict[str, Any]:
-            changed = await argocd.set_auto_sync(action.service, action.env, enabled=action.enabled)
-            return {"changed": changed}
+            return await argocd.set_auto_sync(context, action)
 
         state = "on" if action.enabled else "off"
         return [Step("switch", f"Turn Argo CD auto-sync {state}", switch)]
+
+    async def stale_reason(self, action: Action) -> str | None:
+        assert isinstance(action, SetAutoSync)
+        if not action.enabled:
+            return None
+        return await ArgoCDBackend(self.ports).auto_sync_stale_reason(action)
 
 
 def executors(ports: Ports) -> list[Executor]:

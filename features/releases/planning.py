@@ -13,12 +13,13 @@ approval, one way for the commands, the release buttons and the alert's Rollback
 from __future__ import annotations
 
 from features.kit.context import Context
-from features.releases.actions import AUTO_SYNC_OFF_AND_ROLL_BACK, Deploy, Rollback
-from features.releases.backends import backend_for
+from features.releases.actions import AUTO_SYNC_OFF_AND_ROLL_BACK, Deploy, Rollback, SetAutoSync
+from features.releases.backends import ArgoCDBackend, backend_for
 from features.releases.targets import AutoSyncOn, check_version, resolve_target
 from kernel.actions import Action
 from kernel.blocks import actions, button, section
 from kernel.errors import ChangeRefused, UsageError
+from kernel.ids import RunId
 from kernel.interactions import Reply
 from kernel.mrkdwn import escape
 
@@ -46,6 +47,30 @@ async def plan_rollback(
     return await backend_for(ctx.ports, target.backend).plan_rollback(
         target, to_revision=to_revision, disable_auto_sync=disable_auto_sync
     )
+
+
+async def plan_auto_sync_back_on(
+    ctx: Context, *, service: str, env: str, rollback_run: str | None
+) -> SetAutoSync:
+    """Turning Argo CD's automated sync back on after the rollback Run `rollback_run`,
+    exactly as that rollback found it (its Action keeps the policy)."""
+    target = await resolve_target(ctx, service, env, verb="change")
+    if target.backend != "argocd":
+        raise UsageError(f"{target.where} is not deployed by Argo CD; nothing to turn on.")
+    policy = None
+    if rollback_run is not None:
+        rollback = await ctx.ports.run_control.action(RunId(rollback_run))
+        if (
+            not isinstance(rollback, Rollback)
+            or (rollback.service, rollback.env) != (service, env)
+            or not rollback.disable_auto_sync
+        ):
+            raise UsageError(
+                "This button does not name a rollback that turned auto-sync off; nothing was done."
+            )
+        policy = rollback.auto_sync_policy
+    backend = ArgoCDBackend(ctx.ports)
+    return await backend.plan_auto_sync_on(target, policy=policy, offer_run=rollback_run)
 
 
 async def propose_release(
@@ -102,12 +127,17 @@ async def start_rollback(
     except UsageError as exc:
         return Reply(text=exc.message)
     except AutoSyncOn as on:
-        return auto_sync_refusal(on)
+        return auto_sync_refusal(on, reason=reason)
     return await propose_release(ctx, action, reason=reason, break_glass=break_glass)
 
 
-def auto_sync_refusal(on: AutoSyncOn) -> Reply:
-    """Nothing ran: Argo CD would refuse, and would undo a rollback while auto-sync is on."""
+REASON_IN_BUTTON = 1800
+"""The most of a reason the auto-sync button carries (a button value holds 2000)."""
+
+
+def auto_sync_refusal(on: AutoSyncOn, *, reason: str | None = None) -> Reply:
+    """Nothing ran: Argo CD would refuse, and would undo a rollback while auto-sync is on.
+    The button carries the reason given, so the rollback it proposes keeps it."""
     target = on.target
     text = (
         f"Automated sync is on for `{escape(target.application)}`, so Argo CD refuses a "
@@ -116,6 +146,8 @@ def auto_sync_refusal(on: AutoSyncOn) -> Reply:
         "turn it back on after."
     )
     value = f"{target.service} {target.env} {on.to_revision}"
+    if reason:
+        value += " " + reason[:REASON_IN_BUTTON]
     return Reply(
         text=text,
         blocks=[

@@ -78,10 +78,16 @@ async def resolve_target(ctx: Context, service: str, env: str, *, verb: str) -> 
     if owner not in me.teams and not me.platform_admin:
         raise UsageError(
             f"Only the *{escape(owner)}* team, which owns `{escape(service)}`, or a "
-            f"platform admin may {verb} it. Ask in "
+            f"platform admin may {_on_it(verb)}. Ask in "
             f"{escape(ctx.catalog.team(owner).slack_channel)}."
         )
     return target
+
+
+def _on_it(verb: str) -> str:
+    """`deploy it`, `roll it back`: the object goes before a verb's particle."""
+    verb, _, particle = verb.partition(" ")
+    return f"{verb} it {particle}" if particle else f"{verb} it"
 
 
 def check_version(version: str) -> str:

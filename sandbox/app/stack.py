@@ -341,20 +341,32 @@ async def _seed_one(
     await standin.wait_for("deployments", namespace, service, _available, within=10.0)
 
 
+ARGOCD_REPO = "https://gitlab.example.com/payments/checkout-deploy.git"
+ARGOCD_COMMITS = {
+    "1.4.1": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
+    "1.4.2": "e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3",
+    "1.4.3": "f00ba1234567890abcdef1234567890abcdef123",
+}
+"""The deploy repository's commits: 1.4.1 then 1.4.2 on main (HEAD), 1.4.3 on a release
+branch; each tagged v<version>."""
+
+
 def seed_argocd(argocd: ArgoCDStandIn) -> None:
     """checkout in prod-eu as an Argo CD Application with auto-sync off and history."""
     image = f"{REGISTRY}/payments/checkout"
-    revisions = [("a1b2c3d", "1.4.1"), ("e4f5a6b", "1.4.2")]
-    for revision, version in revisions:
-        argocd.set_revision_images(revision, [f"{image}:{version}"])
+    for version, sha in ARGOCD_COMMITS.items():
+        branch = "release-1.4.3" if version == "1.4.3" else "main"
+        argocd.add_commit(
+            ARGOCD_REPO, sha, [f"{image}:{version}"], branch=branch, tags=[f"v{version}"]
+        )
+    deployed = [(ARGOCD_COMMITS[v], [f"{image}:{v}"]) for v in ("1.4.1", "1.4.2")]
     argocd.add_application(
         "checkout-prod-eu",
-        repo_url="https://gitlab.example.com/payments/checkout-deploy.git",
+        repo_url=ARGOCD_REPO,
         path="overlays/prod-eu",
-        revision=revisions[-1][0],
-        images=[f"{image}:{revisions[-1][1]}"],
-        auto_sync=False,
-        history=[(rev, [f"{image}:{version}"]) for rev, version in revisions],
+        revision=deployed[-1][0],
+        images=deployed[-1][1],
+        history=deployed,
     )
 
 

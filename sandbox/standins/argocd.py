@@ -1,66 +1,123 @@
 """An Argo CD API server stand-in over HTTP: Applications, sync, rollback, auto-sync on/off.
 
 The bot's Argo CD adapter (plain REST over aiohttp) talks to it unchanged. It serves the
-four calls a deploy and a rollback need, records every request, and refuses what Argo CD
-refuses, with Argo's status codes and bodies:
+calls a deploy and a rollback need, records every request, and refuses what Argo CD
+refuses, with Argo's status codes and bodies. Each behaviour names the upstream file it
+follows (github.com/argoproj/argo-cd unless said otherwise; read at v3.6 development
+HEAD); tests/standins/test_argocd_standin.py pins each one.
 
-- Errors are gRPC statuses turned into HTTP by grpc-gateway v1: the body is ``{"error":
-  msg, "code": <gRPC code>, "message": msg}`` and the HTTP status follows the code
-  (InvalidArgument 3 and FailedPrecondition 9 are 400, NotFound 5 is 404, PermissionDenied
-  7 is 403, Unauthenticated 16 is 401, Internal 13 and Unknown 2 are 500).
-- No token is 401 ``no session information``; a token it does not know is 401 ``invalid
-  session: token signature is invalid``. The token comes as ``Authorization: Bearer`` or
-  the ``argocd.token`` cookie.
+Errors and auth
+
+- Errors are gRPC statuses turned into HTTP by grpc-gateway v1 (``runtime/errors.go``):
+  the body is ``{"error": msg, "code": <gRPC code>, "message": msg}`` and the HTTP status
+  follows the code (InvalidArgument 3 and FailedPrecondition 9 are 400, NotFound 5 is 404,
+  PermissionDenied 7 is 403, Unauthenticated 16 is 401, Internal 13 and Unknown 2 are 500).
+- No token is 401 ``no session information`` (``server/server.go``, ErrNoSession); a token
+  it does not know is 401 ``invalid session: token signature is invalid`` (assumed: Argo
+  passes the JWT library's words on). The token comes as ``Authorization: Bearer`` or the
+  ``argocd.token`` cookie.
 - An Application that does not exist is 403 ``permission denied`` unless the request names
   a ``project`` (query parameter, or body field of a POST/PATCH): then it is 404
   ``applications.argoproj.io "<name>" not found``, also when the app is in another
-  project. Argo does this so nobody can probe which Applications exist.
-- ``GET /api/v1/applications/{name}`` is the Application as Argo serializes it. While an
-  operation runs, the top-level ``operation`` is set and ``status.operationState.phase``
-  is ``Running``.
-- ``POST .../{name}/sync`` ``{revision, prune, dryRun}`` starts a sync. With automated sync
-  on, a revision other than ``spec.source.targetRevision`` is 400 code 9 ``Cannot sync to
-  <rev>: auto-sync currently set to <target>``. A revision it cannot resolve is 400 code 9
-  ``Unable to resolve '<rev>' to a commit SHA``. A second operation while one runs is 400
-  code 9 ``another operation is already in progress``.
+  project (``server/application/application.go``, getAppEnforceRBAC), so nobody can probe
+  which Applications exist.
+
+What runs, and what git says (``controller/state.go`` CompareAppState,
+``controller/appcontroller.go`` refreshAppConditions/CompareAppState call,
+``pkg/apis/application/v1alpha1/types.go`` SyncStatus, OperationState,
+SyncOperationResult, RevisionHistory)
+
+- Each repository is a small git model (`GitRepo`): branches (lists of full 40-character
+  SHAs, newest last), tags, and the images each commit's manifests deploy.
+- ``status.sync.revision`` is what the comparison ran against: ``spec.source.targetRevision``
+  (empty means ``HEAD``) resolved to a full SHA. It follows git, not the operations: after
+  a rollback to an older history id it stays at HEAD and ``status.sync.status`` is
+  ``OutOfSync``. Synced means the running images equal what that commit deploys (the
+  stand-in's manifests are its images). A push is compared at once (as with Argo's git
+  webhook configured; without one Argo polls every 3 minutes).
+- What is deployed is ``status.operationState.syncResult.revision`` of the last successful
+  sync and the newest ``status.history[]`` entry (full SHAs, ids counting up, at most
+  ``revisionHistoryLimit``, default 10, kept; ``controller/state.go`` persistRevisionHistory).
+  History is written only by a successful, non-dry-run, non-partial sync
+  (``controller/sync.go`` SyncAppState). Each entry carries ``source`` (the source at the
+  time, used by a rollback) and ``initiatedBy``.
+
+Operations are asynchronous (``server/application/application.go`` Sync and Rollback set
+``operation`` through ``util/argo/argo.go`` SetAppOperation and return; the controller's
+processRequestedAppOperation and setOperationState carry it out)
+
+- The API answers at once with ``operation`` set; ``status.operationState`` still shows the
+  previous operation until the controller picks the new one up (``pickup_seconds``).
+  Then ``operationState.phase`` is ``Running``, ``syncResult.revision`` is the resolved
+  full SHA (``controller/sync.go``: "we are now guaranteed to have a concrete commit
+  SHA") and health is ``Progressing``. After ``sync_seconds`` the phase is ``Succeeded``
+  (message ``successfully synced (all tasks run)``, gitops-engine ``pkg/sync/sync_context.go``)
+  and ``operation`` is cleared; health turns ``Healthy`` ``health_seconds`` later (a sync
+  finishes when its resources are applied, not when they are ready).
+- ``fail_revision`` makes a sync end the way a failing PostSync smoke test does: phase
+  ``Failed``, message ``one or more synchronization tasks completed unsuccessfully``,
+  health ``Degraded``, no history entry (the new images are partly applied).
+- A second operation while one is requested or running is 400 code 9 ``error setting app
+  operation: rpc error: code = FailedPrecondition desc = another operation is already in
+  progress`` (``util/argo/argo.go`` ErrAnotherOperationInProgress, wrapped by Sync and
+  Rollback; grpc-go's status.FromError keeps the wrapped error's whole text).
+
+Sync and rollback (``server/application/application.go`` Sync, resolveSourceRevisions,
+resolveRevision, Rollback; ``util/git/client.go`` lsRemote; ``util/git/git.go``)
+
+- ``POST .../{name}/sync`` ``{revision, prune, dryRun}``. With automated sync on, a
+  revision other than ``targetRevision`` (or ``HEAD`` when it is empty) is 400 code 9
+  ``Cannot sync to <rev>: auto-sync currently set to <targetRevision>``.
+- The revision is resolved as ``ls-remote`` does: a full SHA is taken as is; ``HEAD``, a
+  branch or a tag (short name or ``refs/...``) becomes its full SHA; any other string of 7
+  or more hex digits is "assumed to be commit sha" and kept as typed (the controller
+  resolves it when it checks the commit out, and a commit git does not have ends the
+  operation in phase ``Error``: ``ComparisonError: ... Failed to checkout revision ...``,
+  ``reposerver/repository/repository.go`` checkoutRevision; the message's tail is
+  assumed). Anything else is 400 code 9 ``error resolving repo revision: rpc error: code =
+  Unknown desc = unable to resolve '<rev>' to a commit SHA: revision not found``.
+  ``operation.sync.revision`` is the resolved revision.
 - ``POST .../{name}/rollback`` ``{id, prune, dryRun}``: with automated sync on, 400 code 9
   ``rollback cannot be initiated when auto-sync is enabled``; an id not in
   ``status.history`` is 400 code 3 ``application <name> does not have deployment with id
-  <id>``. Otherwise it syncs to that entry's revision.
+  <id>``. Otherwise it syncs to that entry's revision with that entry's source.
+- A dry run resolves and succeeds and changes nothing (no history).
+
+Automated sync (``pkg/apis/application/v1alpha1/types.go`` SyncPolicyAutomated and
+IsAutomatedSyncEnabled; ``controller/appcontroller.go`` autoSync and alreadyAttemptedSync;
+``docs/user-guide/auto_sync.md``)
+
 - ``PATCH /api/v1/applications/{name}`` ``{"patch": "<json>", "patchType": "merge"}``
-  applies a JSON merge patch (RFC 7386) to the Application and keeps its new spec; that is
-  how ``spec.syncPolicy.automated`` is set or removed. Automated sync counts as on when
-  ``automated`` is present and its ``enabled`` (Argo CD 3) is not false.
-- An operation runs for ``sync_seconds``: phase Running and health Progressing, then
-  Succeeded, Healthy and Synced with a new ``status.history`` entry (id = last id + 1, at
-  most ``revisionHistoryLimit``, default 10, kept). A rollback appends its target's
-  revision as a new entry, as Argo does. A dry run changes nothing.
+  applies a JSON merge patch (RFC 7386) to the Application, then reads it back into Argo's
+  Go types (``server/application/application.go`` Patch): fields those types do not have
+  are dropped. ``automated`` has exactly ``prune``, ``selfHeal``, ``allowEmpty`` and
+  ``enabled`` (booleans; ``enabled`` since v3.1.0, argo-cd #21999 and #22440). With
+  ``supports_automated_enabled=False`` (Argo CD before 3.1) ``enabled`` is dropped like any
+  unknown field, so ``{"enabled": false}`` leaves automated sync on. A non-boolean is
+  500 code 2 (``error unmarshaling patched app: ...``; the detail is Go's, assumed).
+- Automated sync is on when ``automated`` is present and its ``enabled`` is not false.
+- The controller, soon after any change (a patch, a push, a finished operation): when
+  automated sync is on, no operation runs and the app is OutOfSync, it syncs to
+  ``status.sync.revision`` (``initiatedBy: {automated: true}``), unless its last operation
+  already went to that revision from the same source: then only ``selfHeal`` syncs again,
+  and never after a failed attempt. So turning automated sync back on after a rollback
+  redeploys git's HEAD.
 
-Sources (the API server's code is Argo's own documentation of its errors):
+ApplicationSets (``applicationset/controllers/applicationset_controller.go``)
 
-- REST API and swagger: https://argo-cd.readthedocs.io/en/stable/developer-guide/api-docs/
-  (``server/application/application.proto`` and ``application.swagger.json``)
-- Sync, Rollback, Patch and the RBAC-obscured not-found:
-  https://github.com/argoproj/argo-cd/blob/master/server/application/application.go
-- ``another operation is already in progress``: ``util/argo/argo.go`` (SetAppOperation)
-- ``Unable to resolve ... to a commit SHA``: ``util/git/client.go``
-- ``no session information``: ``server/server.go`` (ErrNoSession)
-- history kept after a successful operation only, ids counting up, revisionHistoryLimit:
-  ``controller/appcontroller.go`` and https://argo-cd.readthedocs.io/en/stable/user-guide/auto_sync/
-  (also ``automated.enabled``)
-- operation messages ``successfully synced (all tasks run)`` and ``one or more
-  synchronization tasks completed unsuccessfully``: gitops-engine ``pkg/sync/sync_context.go``
-- error body and code-to-status mapping: grpc-gateway v1 ``runtime/errors.go``
-- Assumed: the detail after ``invalid session:`` (Argo passes the JWT library's words on);
-  the message of an injected ``fail_next`` error.
+- An Application generated by an ApplicationSet has a controller ``ownerReference`` (kind
+  ``ApplicationSet``, SetControllerReference in createOrUpdateInCluster) and, as older
+  releases' controller and many templates set it, the label
+  ``argocd.argoproj.io/application-set-name`` (LabelKeyAppSetInstance in 2.x).
+- Its controller owns the spec: a patch is accepted, then undone ``appset_seconds`` later
+  (an update to an owned Application requeues the ApplicationSet, shouldRequeueForApplication,
+  and createOrUpdateInCluster writes the generated spec back).
 
-Simplifications: no git, so a revision deploys whatever ``set_revision_images`` (or an
-earlier history entry) says and the stand-in never compares with ``targetRevision``;
-turning automated sync on does not start a sync by itself. No resource tree, no
-ApplicationSets, no namespaced apps (``appNamespace``), no RBAC beyond the one token.
-Only ``merge`` patches (any other ``patchType`` is 400 code 3). ``fail_revision`` makes a
-sync end the way a failing PostSync smoke test does: phase Failed, health Degraded, no
-history entry.
+Simplifications: no resource tree, no namespaced apps (``appNamespace``), no multi-source
+apps, no semver constraints in ``targetRevision``, no RBAC beyond the one token, no
+selfHeal backoff; only ``merge`` patches (any other ``patchType`` is 400 code 3, though
+Argo also takes ``json``); health is Healthy, Progressing or Degraded only. ``fail_next``
+answers a request with an injected error (its message is ours).
 """
 
 from __future__ import annotations
@@ -69,8 +126,9 @@ import asyncio
 import contextlib
 import copy
 import json
+import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -83,15 +141,21 @@ from sandbox.standins._server import LoopbackServer
 NAMESPACE = "argocd"
 """The namespace Argo CD's Applications live in."""
 
+APPSET_LABEL = "argocd.argoproj.io/application-set-name"
 DEFAULT_HISTORY_LIMIT = 10
 SUCCEEDED_MESSAGE = "successfully synced (all tasks run)"
 RUNNING_MESSAGE = "one or more tasks are running"
 FAILED_MESSAGE = "one or more synchronization tasks completed unsuccessfully"
+AUTOMATED_FIELDS = ("prune", "selfHeal", "allowEmpty", "enabled")
+"""The fields of Argo's SyncPolicyAutomated (the last one since v3.1.0)."""
 
 _HTTP_STATUS = {2: 500, 3: 400, 5: 404, 7: 403, 9: 400, 13: 500, 14: 503, 16: 401}
 """gRPC code -> HTTP status, as grpc-gateway maps them."""
 
 _INJECTED = {500: (13, "internal error"), 503: (14, "service unavailable")}
+
+_FULL_SHA = re.compile(r"^[0-9A-Fa-f]{40}$")
+_TRUNCATED_SHA = re.compile(r"^[0-9A-Fa-f]{7,}$")
 
 
 def _now() -> str:
@@ -129,10 +193,62 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def auto_sync_on(spec: dict[str, Any]) -> bool:
+def auto_sync_on(spec: Mapping[str, Any]) -> bool:
     """Argo's rule: ``automated`` present, and its ``enabled`` not false."""
     automated = (spec.get("syncPolicy") or {}).get("automated")
     return isinstance(automated, dict) and automated.get("enabled") is not False
+
+
+def _target(spec: Mapping[str, Any]) -> str:
+    """``text.FirstNonEmpty(source.TargetRevision, "HEAD")``."""
+    return str((spec.get("source") or {}).get("targetRevision") or "HEAD")
+
+
+class UnknownRevision(Exception):
+    """``ls-remote`` found no ref of that name and it does not look like a SHA."""
+
+
+@dataclass
+class GitRepo:
+    """A git repository as Argo's repo server sees it: refs, and what each commit deploys."""
+
+    url: str
+    default_branch: str = "main"
+    branches: dict[str, list[str]] = field(default_factory=dict)
+    """Branch -> its commits' full SHAs, oldest first (the last one is the tip)."""
+    tags: dict[str, str] = field(default_factory=dict)
+    commits: dict[str, list[str]] = field(default_factory=dict)
+    """Full SHA -> the images its manifests deploy."""
+
+    def head(self) -> str:
+        return self.branches[self.default_branch][-1]
+
+    def ls_remote(self, revision: str) -> str:
+        """What ``util/git/client.go`` lsRemote answers for ``revision``."""
+        if _FULL_SHA.fullmatch(revision):
+            return revision
+        revision = revision or "HEAD"
+        if revision == "HEAD":
+            return self.head()
+        for name, commits in self.branches.items():
+            if revision in (name, f"refs/heads/{name}"):
+                return commits[-1]
+        for name, sha in self.tags.items():
+            if revision in (name, f"refs/tags/{name}"):
+                return sha
+        if _TRUNCATED_SHA.fullmatch(revision):
+            return revision  # "assumed to be commit sha"
+        raise UnknownRevision(f"unable to resolve '{revision}' to a commit SHA: revision not found")
+
+    def commit(self, revision: str) -> str | None:
+        """The full SHA a checkout of ``revision`` lands on, or None if git has no such
+        commit (a full SHA, or an abbreviation that names exactly one commit)."""
+        try:
+            resolved = self.ls_remote(revision).lower()
+        except UnknownRevision:
+            return None
+        found = [sha for sha in self.commits if sha.startswith(resolved)]
+        return found[0] if len(found) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -149,47 +265,54 @@ class RecordedRequest:
 class _HistoryEntry:
     id: int
     revision: str
-    images: list[str]
     deployed_at: str
     started_at: str
     source: dict[str, Any]
+    initiated_by: dict[str, Any]
 
 
 @dataclass
 class _Operation:
     revision: str
-    images: list[str]
+    """``operation.sync.revision``: what the API resolved (a full SHA, or the typed
+    abbreviation of one)."""
     source: dict[str, Any]
     prune: bool
     dry_run: bool
-    phase: str = "Running"
+    initiated_by: dict[str, Any]
+    phase: str = ""
+    """Empty until the controller picks the operation up."""
     message: str = RUNNING_MESSAGE
-    started_at: str = field(default_factory=_now)
+    started_at: str = ""
     finished_at: str | None = None
+    result: str | None = None
+    """``syncResult.revision``: the full SHA, once resolved."""
 
 
 @dataclass
 class _App:
     name: str
     spec: dict[str, Any]
-    revision: str
+    repo: GitRepo
+    deployed: str
+    """The full SHA of the last successful sync ("" before any)."""
     images: list[str]
     history: list[_HistoryEntry]
     created_at: str
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
-    sync_status: str = "Synced"
     health: str = "Healthy"
     operation: _Operation | None = None
-    """The last operation; running while its phase is Running."""
+    """The requested or running operation (top-level ``operation``); None when idle."""
+    last: _Operation | None = None
+    """The operation ``status.operationState`` shows: the last one picked up."""
+    application_set: str | None = None
+    template: dict[str, Any] | None = None
+    """The spec its ApplicationSet generates (what the ApplicationSet controller restores)."""
     resource_version: int = 1
 
     @property
     def project(self) -> str:
         return str(self.spec.get("project") or "default")
-
-    @property
-    def running(self) -> bool:
-        return self.operation is not None and self.operation.phase == "Running"
 
 
 @dataclass
@@ -205,17 +328,32 @@ class ArgoCDStandIn(LoopbackServer):
 
     service: ClassVar[str] = "Argo CD stand-in"
 
-    def __init__(self, *, token: str, sync_seconds: float = 0.2) -> None:
+    def __init__(
+        self,
+        *,
+        token: str,
+        sync_seconds: float = 0.2,
+        supports_automated_enabled: bool = True,
+    ) -> None:
         super().__init__()
         self._token = token
         self.sync_seconds = sync_seconds
+        self.pickup_seconds = 0.02
+        """How long the controller takes to pick up a requested operation or a change."""
+        self.health_seconds = 0.05
+        """How long after a successful sync health stays Progressing."""
+        self.appset_seconds = 0.05
+        """How long the ApplicationSet controller takes to undo a patch of its app."""
+        self.supports_automated_enabled = supports_automated_enabled
+        self.repos: dict[str, GitRepo] = {}
         self._apps: dict[str, _App] = {}
-        self._revision_images: dict[str, list[str]] = {}
         self._failing_revisions: set[str] = set()
         self._failures: list[_Failure] = []
-        self._operations: dict[str, asyncio.Task[None]] = {}
-        """The running (or last) operation's task per Application."""
+        self._tasks: dict[str, set[asyncio.Task[None]]] = {}
+        """Background work (operations, the controllers) per Application."""
         self.requests: list[RecordedRequest] = []
+        self.operations: list[tuple[str, str, bool]] = []
+        """Every operation started: (application, revision asked for, automated)."""
 
     # lifecycle
 
@@ -223,12 +361,13 @@ class ArgoCDStandIn(LoopbackServer):
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
 
     async def before_stop(self) -> None:
-        for task in self._operations.values():
+        tasks = [task for group in self._tasks.values() for task in group]
+        for task in tasks:
             task.cancel()
-        for task in self._operations.values():
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._operations.clear()
+        self._tasks.clear()
 
     @property
     def url(self) -> str:
@@ -236,6 +375,37 @@ class ArgoCDStandIn(LoopbackServer):
         return self.base_url
 
     # what tests and the sandbox set up and read
+
+    def add_commit(
+        self,
+        repo_url: str,
+        sha: str,
+        images: Sequence[str],
+        *,
+        branch: str = "main",
+        tags: Iterable[str] = (),
+    ) -> None:
+        """Push a commit (a full SHA) deploying ``images`` to ``branch``, with ``tags``.
+
+        The first branch of a repository is its default branch (HEAD). Applications on
+        that repository are compared again at once, and auto-sync may follow.
+        """
+        if not _FULL_SHA.fullmatch(sha):
+            raise ValueError(f"{sha!r} is not a full 40-character commit SHA")
+        repo = self.repos.get(repo_url)
+        if repo is None:
+            repo = self.repos[repo_url] = GitRepo(repo_url, default_branch=branch)
+        sha = sha.lower()
+        repo.commits[sha] = list(images)
+        commits = repo.branches.setdefault(branch, [])
+        if sha not in commits:
+            commits.append(sha)
+        for tag in tags:
+            repo.tags[tag] = sha
+        for app in self._apps.values():
+            if app.repo is repo:
+                app.resource_version += 1
+                self._reconcile_soon(app)
 
     def add_application(
         self,
@@ -246,21 +416,36 @@ class ArgoCDStandIn(LoopbackServer):
         path: str,
         revision: str,
         images: Sequence[str],
-        auto_sync: bool,
+        auto_sync: bool = False,
+        automated: Mapping[str, bool] | None = None,
         history: Iterable[tuple[str, Sequence[str]]] = (),
         target_revision: str = "HEAD",
+        application_set: str | None = None,
     ) -> None:
-        """An Application, Synced and Healthy at ``revision`` running ``images``.
+        """An Application running ``revision`` (a full SHA) with ``images``, Healthy.
 
-        ``history`` lists earlier deployments as (revision, images), oldest first; ids count
-        from 0 and the current deployment is the last entry (added if ``history`` does not
-        end with it). Every revision named here is one a later sync can resolve.
+        ``history`` lists earlier deployments as (full SHA, images), oldest first; ids
+        count from 0 and the current deployment is the last entry (added if ``history``
+        does not end with it). Commits git does not have yet are pushed to the default
+        branch in that order, so unless the repository was set up before, HEAD is the
+        running revision. ``automated`` is the exact ``spec.syncPolicy.automated`` block
+        (``auto_sync=True`` alone means ``{"prune": false, "selfHeal": false}``).
+        ``application_set`` makes it generated by that ApplicationSet.
         """
         if name in self._apps:
             raise ValueError(f"application {name!r} already exists")
+        deployments = [(rev.lower(), list(imgs)) for rev, imgs in history]
+        if not deployments or deployments[-1] != (revision.lower(), list(images)):
+            deployments.append((revision.lower(), list(images)))
+        for rev, imgs in deployments:
+            repo = self.repos.get(repo_url)
+            if repo is None or rev not in repo.commits:
+                self.add_commit(repo_url, rev, imgs)
         source = {"repoURL": repo_url, "path": path, "targetRevision": target_revision}
         sync_policy: dict[str, Any] = {}
-        if auto_sync:
+        if automated is not None:
+            sync_policy["automated"] = dict(automated)
+        elif auto_sync:
             sync_policy["automated"] = {"prune": False, "selfHeal": False}
         spec = {
             "project": project,
@@ -268,43 +453,46 @@ class ArgoCDStandIn(LoopbackServer):
             "destination": {"server": "https://kubernetes.default.svc", "namespace": name},
             "syncPolicy": sync_policy,
         }
-        deployments = [(rev, list(imgs)) for rev, imgs in history]
-        if not deployments or deployments[-1] != (revision, list(images)):
-            deployments.append((revision, list(images)))
         now = _now()
         entries = [
             _HistoryEntry(
                 id=i,
                 revision=rev,
-                images=imgs,
                 deployed_at=now,
                 started_at=now,
                 source=dict(source),
+                initiated_by={"username": "admin"},
             )
-            for i, (rev, imgs) in enumerate(deployments)
+            for i, (rev, _) in enumerate(deployments)
         ]
-        for rev, imgs in deployments:
-            self._revision_images.setdefault(rev, imgs)
-        self._apps[name] = _App(
+        app = _App(
             name=name,
             spec=spec,
-            revision=revision,
+            repo=self.repos[repo_url],
+            deployed=deployments[-1][0],
             images=list(images),
             history=entries,
             created_at=now,
+            application_set=application_set,
+            template=copy.deepcopy(spec) if application_set else None,
         )
+        self._apps[name] = app
+        self._reconcile_soon(app)
+
+    def adopt(self, name: str, *, application_set: str) -> None:
+        """An ApplicationSet starts generating ``name``: its controller adopts the existing
+        Application (SetControllerReference), and its spec as it is now is the template."""
+        app = self._apps[name]
+        app.application_set, app.template = application_set, copy.deepcopy(app.spec)
+        app.resource_version += 1
 
     def application(self, name: str) -> dict[str, Any]:
         """The Application as ``GET /api/v1/applications/{name}`` shows it; KeyError if none."""
         return self._app_json(self._apps[name])
 
-    def set_revision_images(self, revision: str, images: Sequence[str]) -> None:
-        """Say which images a git revision deploys, so a sync to it can resolve it."""
-        self._revision_images[revision] = list(images)
-
     def fail_revision(self, revision: str) -> None:
-        """Make every sync to ``revision`` end Failed and Degraded (it must still resolve)."""
-        self._failing_revisions.add(revision)
+        """Make every sync to ``revision`` (a full SHA) end Failed and Degraded."""
+        self._failing_revisions.add(revision.lower())
 
     def fail_next(self, method: str, path_prefix: str, status: int = 500, times: int = 1) -> None:
         """Answer the next ``times`` matching requests with ``status`` (after auth).
@@ -315,11 +503,10 @@ class ArgoCDStandIn(LoopbackServer):
         self._failures.append(_Failure(method.upper(), path_prefix, status, times))
 
     async def wait_idle(self, name: str, within: float = 5.0) -> dict[str, Any]:
-        """Wait until no operation runs on ``name``; its Application JSON then."""
-        task = self._operations.get(name)
-        if task is not None:
-            async with asyncio.timeout(within):
-                await asyncio.shield(task)
+        """Wait until nothing runs for ``name`` (operations, controllers); its JSON then."""
+        async with asyncio.timeout(within):
+            while pending := [t for t in self._tasks.get(name, ()) if not t.done()]:
+                await asyncio.wait([asyncio.shield(t) for t in pending])
         return self.application(name)
 
     # HTTP plumbing
@@ -409,39 +596,68 @@ class ArgoCDStandIn(LoopbackServer):
         try:
             patch = json.loads(str(body.get("patch", "")))
         except json.JSONDecodeError as error:
-            raise ArgoError(2, "Invalid JSON Patch") from error
+            raise ArgoError(2, "error calculating merge patch: Invalid JSON Patch") from error
         patched = _merge_patch(self._app_json(app), patch)
         spec = patched.get("spec") if isinstance(patched, dict) else None
         if not isinstance(spec, dict):
             raise ArgoError(3, "application spec is invalid: spec is required")
-        automated = (spec.get("syncPolicy") or {}).get("automated")
-        if automated is not None and not isinstance(automated, dict):
-            raise ArgoError(
-                3, "application spec is invalid: syncPolicy.automated must be an object"
-            )
+        sync_policy = spec.get("syncPolicy")
+        if isinstance(sync_policy, dict) and "automated" in sync_policy:
+            sync_policy["automated"] = self._automated_as_argo_reads_it(sync_policy["automated"])
         app.spec = spec
         app.resource_version += 1
+        if app.application_set:
+            self._in_background(app, self._appset_reverts(app))
+        self._reconcile_soon(app)
         return web.json_response(self._app_json(app))
+
+    def _automated_as_argo_reads_it(self, automated: Any) -> dict[str, bool] | None:
+        """``automated`` after Argo's ``json.Unmarshal`` into SyncPolicyAutomated."""
+        if automated is None:
+            return None
+        if not isinstance(automated, dict):
+            raise ArgoError(
+                2,
+                "error unmarshaling patched app: json: cannot unmarshal "
+                f"{type(automated).__name__} into Go struct field "
+                "SyncPolicy.spec.syncPolicy.automated of type v1alpha1.SyncPolicyAutomated",
+            )
+        known = AUTOMATED_FIELDS if self.supports_automated_enabled else AUTOMATED_FIELDS[:3]
+        kept: dict[str, bool] = {}
+        for key in known:
+            if key not in automated or automated[key] is None:
+                continue
+            if not isinstance(automated[key], bool):
+                raise ArgoError(
+                    2,
+                    "error unmarshaling patched app: json: cannot unmarshal "
+                    f"{type(automated[key]).__name__} into Go struct field "
+                    f"SyncPolicyAutomated.spec.syncPolicy.automated.{key} of type bool",
+                )
+            kept[key] = automated[key]
+        return kept
 
     async def _sync(self, app: _App, body: dict[str, Any]) -> web.Response:
         requested = str(body.get("revision") or "")
-        target = str(app.spec["source"].get("targetRevision") or "HEAD")
+        target = _target(app.spec)
         dry_run = bool(body.get("dryRun", False))
-        if auto_sync_on(app.spec) and not dry_run and requested and requested != target:
+        if requested and requested != target and auto_sync_on(app.spec) and not dry_run:
             raise _failed_precondition(
                 f"Cannot sync to {requested}: auto-sync currently set to "
                 f"{app.spec['source'].get('targetRevision', '')}"
             )
-        revision = requested or target
-        images = self._revision_images.get(revision)
-        if images is None:
-            raise _failed_precondition(f"Unable to resolve '{revision}' to a commit SHA")
+        try:
+            revision = app.repo.ls_remote(requested or target)
+        except UnknownRevision as error:
+            raise _failed_precondition(
+                f"error resolving repo revision: rpc error: code = Unknown desc = {error}"
+            ) from None
         operation = _Operation(
             revision=revision,
-            images=images,
-            source=dict(app.spec["source"]),
+            source=copy.deepcopy(app.spec["source"]),
             prune=bool(body.get("prune")),
             dry_run=dry_run,
+            initiated_by={"username": "admin"},
         )
         return self._start(app, operation)
 
@@ -457,62 +673,144 @@ class ArgoCDStandIn(LoopbackServer):
             raise ArgoError(3, f"application {app.name} does not have deployment with id {wanted}")
         operation = _Operation(
             revision=entry.revision,
-            images=entry.images,
-            source=dict(entry.source),
+            source=copy.deepcopy(entry.source),
             prune=bool(body.get("prune")),
             dry_run=bool(body.get("dryRun", False)),
+            initiated_by={"username": "admin"},
         )
         return self._start(app, operation)
 
-    # operations
+    # operations and controllers
 
     def _start(self, app: _App, operation: _Operation) -> web.Response:
-        if app.running:
-            raise _failed_precondition("another operation is already in progress")
+        if app.operation is not None:
+            raise _failed_precondition(
+                "error setting app operation: rpc error: code = FailedPrecondition desc = "
+                "another operation is already in progress"
+            )
         app.operation = operation
-        if not operation.dry_run:
-            app.health = "Progressing"
         app.resource_version += 1
-        self._operations[app.name] = asyncio.get_running_loop().create_task(
-            self._run(app, operation)
-        )
+        self._in_background(app, self._run(app, operation))
         return web.json_response(self._app_json(app))
 
+    def _in_background(self, app: _App, work: Coroutine[Any, Any, None]) -> None:
+        tasks = self._tasks.setdefault(app.name, set())
+        task = asyncio.get_running_loop().create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     async def _run(self, app: _App, operation: _Operation) -> None:
-        await asyncio.sleep(self.sync_seconds)
-        operation.finished_at = _now()
+        automated = bool(operation.initiated_by.get("automated"))
+        self.operations.append((app.name, operation.revision, automated))
+        await asyncio.sleep(self.pickup_seconds)
+        operation.phase, operation.started_at = "Running", _now()
+        app.last = operation
         app.resource_version += 1
+        full = app.repo.commit(operation.revision)
+        if full is None:
+            self._finish(
+                app,
+                operation,
+                "Error",
+                "ComparisonError: Failed to load target state: failed to generate manifest "
+                "for source 1 of 1: rpc error: code = Internal desc = Failed to checkout "
+                f"revision {operation.revision}: reference not found",
+            )
+            return
+        operation.result = full
+        if not operation.dry_run:
+            app.health = "Progressing"
+        await asyncio.sleep(self.sync_seconds)
         if operation.dry_run:
-            operation.phase, operation.message = "Succeeded", SUCCEEDED_MESSAGE
+            self._finish(app, operation, "Succeeded", SUCCEEDED_MESSAGE)
             return
-        app.images = list(operation.images)
-        if operation.revision in self._failing_revisions:
-            operation.phase, operation.message = "Failed", FAILED_MESSAGE
-            app.health, app.sync_status = "Degraded", "OutOfSync"
+        app.images = list(app.repo.commits[full])
+        if full in self._failing_revisions:
+            app.health = "Degraded"
+            self._finish(app, operation, "Failed", FAILED_MESSAGE)
             return
-        operation.phase, operation.message = "Succeeded", SUCCEEDED_MESSAGE
-        app.health, app.sync_status, app.revision = "Healthy", "Synced", operation.revision
+        app.deployed = full
         next_id = app.history[-1].id + 1 if app.history else 0
         app.history.append(
             _HistoryEntry(
                 id=next_id,
-                revision=operation.revision,
-                images=list(operation.images),
-                deployed_at=operation.finished_at,
+                revision=full,
+                deployed_at=_now(),
                 started_at=operation.started_at,
-                source=operation.source,
+                source=copy.deepcopy(operation.source),
+                initiated_by=dict(operation.initiated_by),
             )
         )
         limit = int(app.spec.get("revisionHistoryLimit") or DEFAULT_HISTORY_LIMIT)
         del app.history[:-limit]
+        self._finish(app, operation, "Succeeded", SUCCEEDED_MESSAGE)
+        await asyncio.sleep(self.health_seconds)
+        app.health = "Healthy"
+        app.resource_version += 1
+
+    def _finish(self, app: _App, operation: _Operation, phase: str, message: str) -> None:
+        operation.phase, operation.message, operation.finished_at = phase, message, _now()
+        app.operation = None
+        app.resource_version += 1
+        self._reconcile_soon(app)
+
+    def _reconcile_soon(self, app: _App) -> None:
+        """The application controller looks at ``app`` again in a moment."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # set up before any loop runs: nothing can happen yet anyway
+            return
+        self._in_background(app, self._reconcile(app))
+
+    async def _reconcile(self, app: _App) -> None:
+        await asyncio.sleep(self.pickup_seconds)
+        if not auto_sync_on(app.spec) or app.operation is not None:
+            return
+        revision, status = self._compare(app)
+        if status != "OutOfSync":
+            return
+        automated = app.spec["syncPolicy"]["automated"]
+        last = app.last
+        attempted = last is not None and (last.result, last.source) == (
+            revision,
+            app.spec["source"],
+        )
+        retry = last is not None and last.phase == "Succeeded" and automated.get("selfHeal")
+        if attempted and not retry:
+            return
+        operation = _Operation(
+            revision=revision,
+            source=copy.deepcopy(app.spec["source"]),
+            prune=bool(automated.get("prune")),
+            dry_run=False,
+            initiated_by={"automated": True},
+        )
+        app.operation = operation
+        app.resource_version += 1
+        await self._run(app, operation)
+
+    async def _appset_reverts(self, app: _App) -> None:
+        await asyncio.sleep(self.appset_seconds)
+        if app.template is not None and app.spec != app.template:
+            app.spec = copy.deepcopy(app.template)
+            app.resource_version += 1
+            self._reconcile_soon(app)
+
+    def _compare(self, app: _App) -> tuple[str, str]:
+        """(``status.sync.revision``, ``status.sync.status``) as the comparison finds them."""
+        revision = app.repo.commit(_target(app.spec))
+        if revision is None:
+            return "", "Unknown"
+        synced = app.images == app.repo.commits[revision]
+        return revision, "Synced" if synced else "OutOfSync"
 
     # JSON shapes
 
     def _app_json(self, app: _App) -> dict[str, Any]:
+        revision, sync_status = self._compare(app)
         status: dict[str, Any] = {
             "sync": {
-                "status": app.sync_status,
-                "revision": app.revision,
+                "status": sync_status,
                 "comparedTo": {
                     "source": copy.deepcopy(app.spec.get("source")),
                     "destination": copy.deepcopy(app.spec.get("destination")),
@@ -526,6 +824,7 @@ class ArgoCDStandIn(LoopbackServer):
                     "deployedAt": h.deployed_at,
                     "deployStartedAt": h.started_at,
                     "source": copy.deepcopy(h.source),
+                    "initiatedBy": dict(h.initiated_by),
                 }
                 for h in app.history
             ],
@@ -533,33 +832,63 @@ class ArgoCDStandIn(LoopbackServer):
             "sourceType": "Directory",
             "reconciledAt": _now(),
         }
+        if revision:
+            status["sync"]["revision"] = revision
+        metadata: dict[str, Any] = {
+            "name": app.name,
+            "namespace": NAMESPACE,
+            "uid": app.uid,
+            "resourceVersion": str(app.resource_version),
+            "creationTimestamp": app.created_at,
+        }
+        if app.application_set:
+            metadata["labels"] = {APPSET_LABEL: app.application_set}
+            metadata["ownerReferences"] = [
+                {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "ApplicationSet",
+                    "name": app.application_set,
+                    "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, app.application_set)),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
         result: dict[str, Any] = {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Application",
-            "metadata": {
-                "name": app.name,
-                "namespace": NAMESPACE,
-                "uid": app.uid,
-                "resourceVersion": str(app.resource_version),
-                "creationTimestamp": app.created_at,
-            },
+            "metadata": metadata,
             "spec": copy.deepcopy(app.spec),
             "status": status,
         }
-        op = app.operation
-        if op is None:
-            return result
-        sync_op = {"revision": op.revision, "prune": op.prune, "dryRun": op.dry_run}
-        state: dict[str, Any] = {
-            "operation": {"sync": sync_op, "initiatedBy": {"username": "admin"}},
-            "phase": op.phase,
-            "message": op.message,
-            "startedAt": op.started_at,
-        }
-        if op.finished_at is not None:
-            state["finishedAt"] = op.finished_at
-            state["syncResult"] = {"revision": op.revision, "source": copy.deepcopy(op.source)}
-        status["operationState"] = state
-        if app.running:
-            result["operation"] = copy.deepcopy(state["operation"])
+        if app.operation is not None:
+            result["operation"] = _operation_json(app.operation)
+        last = app.last
+        if last is not None:
+            state: dict[str, Any] = {
+                "operation": _operation_json(last),
+                "phase": last.phase,
+                "message": last.message,
+                "startedAt": last.started_at,
+            }
+            if last.result is not None:
+                state["syncResult"] = {
+                    "revision": last.result,
+                    "source": copy.deepcopy(last.source),
+                }
+            if last.finished_at is not None:
+                state["finishedAt"] = last.finished_at
+            status["operationState"] = state
         return result
+
+
+def _operation_json(operation: _Operation) -> dict[str, Any]:
+    return {
+        "sync": {
+            "revision": operation.revision,
+            "prune": operation.prune,
+            "dryRun": operation.dry_run,
+            "source": copy.deepcopy(operation.source),
+        },
+        "initiatedBy": dict(operation.initiated_by),
+        "retry": {},
+    }

@@ -8,7 +8,7 @@ keeps an Argo CD Application with history and refuses a rollback while auto-sync
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,20 +17,17 @@ import pytest
 from features.kit.commands import Arguments
 from features.kit.context import Context
 from features.releases.actions import (
-    AUTO_SYNC_OFF_AND_ROLL_BACK,
     Deploy,
     Rollback,
-    SetAutoSync,
     image_change,
     split_image,
     with_version,
 )
-from features.releases.buttons import RollBackWithoutAutoSync, TurnAutoSyncBackOn
 from features.releases.executors import DeployExecutor, RollbackExecutor, executors
 from features.releases.history import History
 from features.releases.planning import plan_deploy, plan_rollback, start_rollback
 from features.releases.status import Status
-from features.releases.targets import AutoSyncOn, check_version
+from features.releases.targets import check_version
 from kernel.actions import Action, Step, StepContext
 from kernel.errors import AdapterError, StepFailed, UsageError
 from kernel.ids import EnvironmentName, RunId, ServiceName, SlackUserId
@@ -38,15 +35,13 @@ from kernel.interactions import Reply
 from kernel.ports.platform import AuditEntry
 from kernel.ports.systems import (
     Adapters,
-    AutoSyncEnabled,
     Cluster,
-    GitOpsApplication,
-    GitOpsHistoryEntry,
     NamespaceSpec,
     NamespaceState,
     Revision,
     RolloutStatus,
 )
+from tests.unit.argo_fakes import FakeGitOps, argo_app
 from tests.unit.fakes import (
     ALICE,
     BOB,
@@ -187,50 +182,6 @@ class FakeClusters:
         return sorted(self.by_context)
 
 
-class FakeGitOps:
-    """`GitOps` with one Application; a sync or rollback succeeds on the next read."""
-
-    def __init__(self, app: GitOpsApplication) -> None:
-        self.app = app
-        self.calls: list[tuple[str, Any]] = []
-
-    async def application(self, name: str) -> GitOpsApplication | None:
-        if name != self.app.name:
-            return None
-        if self.app.operation_phase == "Running":
-            self.app = replace(self.app, operation_phase="Succeeded", health_status="Healthy")
-            return replace(self.app, operation_phase="Running", health_status="Progressing")
-        return self.app
-
-    async def sync(self, name: str, *, revision: str) -> None:
-        self.calls.append(("sync", revision))
-        self._move(revision)
-
-    async def rollback(self, name: str, *, history_id: int) -> None:
-        if self.app.auto_sync:
-            raise AutoSyncEnabled(
-                "Argo CD", "rollback cannot be initiated when auto-sync is enabled"
-            )
-        self.calls.append(("rollback", history_id))
-        entry = next(h for h in self.app.history if h.id == history_id)
-        self._move(entry.revision)
-
-    async def set_auto_sync(self, name: str, *, enabled: bool) -> None:
-        self.calls.append(("set_auto_sync", enabled))
-        self.app = replace(self.app, auto_sync=enabled)
-
-    def _move(self, revision: str) -> None:
-        images = next((h.images for h in self.app.history if h.revision == revision), ())
-        entry = GitOpsHistoryEntry(max(h.id for h in self.app.history) + 1, revision, None, images)
-        self.app = replace(
-            self.app,
-            revision=revision,
-            images=images,
-            history=(*self.app.history, entry),
-            operation_phase="Running",
-        )
-
-
 class FakeGrafana:
     def dashboard(
         self,
@@ -253,22 +204,6 @@ def checkout_prod(*, revisions: int = 2, failing: set[str] | None = None) -> Fak
     return FakeDeployment("checkout", history, current=revisions, failing_images=failing or set())
 
 
-def argo_app(*, auto_sync: bool = False) -> GitOpsApplication:
-    history = (
-        GitOpsHistoryEntry(1, "a1b2c3d", None, (f"{IMAGE}:1.4.1",)),
-        GitOpsHistoryEntry(2, "e4f5a6b", None, (f"{IMAGE}:1.4.2",)),
-    )
-    return GitOpsApplication(
-        name="checkout-prod-eu",
-        sync_status="Synced",
-        health_status="Healthy",
-        revision="e4f5a6b",
-        auto_sync=auto_sync,
-        images=(f"{IMAGE}:1.4.2",),
-        history=history,
-    )
-
-
 @dataclass
 class World:
     """A context on the sample catalog with fake adapters, and the fakes to inspect."""
@@ -287,11 +222,13 @@ class World:
 
 
 def world(
-    *deployments: FakeDeployment, auto_sync: bool = False, changes: FakeChanges | None = None
+    *deployments: FakeDeployment,
+    changes: FakeChanges | None = None,
+    gitops: FakeGitOps | None = None,
 ) -> World:
     return World(
         FakeCluster(*(deployments or (checkout_prod(),))),
-        FakeGitOps(argo_app(auto_sync=auto_sync)),
+        gitops or FakeGitOps(argo_app()),
         changes or FakeChanges(FakeRuns()),
     )
 
@@ -538,32 +475,6 @@ async def test_with_one_revision_there_is_nothing_to_roll_back_to() -> None:
     assert message.startswith("Nothing to roll back to: `checkout` in `prod` has only revision 1.")
 
 
-async def test_argocd_with_auto_sync_on_refuses_before_anything_runs() -> None:
-    w = world(auto_sync=True)
-
-    with pytest.raises(AutoSyncOn) as caught:
-        await plan_rollback(w.context(), service="checkout", env="prod-eu")
-
-    assert caught.value.to_revision == 1
-    assert w.gitops.calls == []
-
-
-async def test_argocd_rollback_uses_history_ids_and_git_revisions() -> None:
-    action = await plan_rollback(world().context(), service="checkout", env="prod-eu")
-
-    assert action == Rollback(
-        service="checkout",
-        env="prod-eu",
-        backend="argocd",
-        to_revision=1,
-        from_revision=2,
-        from_image=f"{IMAGE}:1.4.2",
-        to_image=f"{IMAGE}:1.4.1",
-        from_git_revision="e4f5a6b",
-        to_git_revision="a1b2c3d",
-    )
-
-
 # -- proposing ---------------------------------------------------------------------------
 
 
@@ -606,45 +517,6 @@ async def test_start_rollback_answers_a_refusal_as_a_reply_never_raising() -> No
 
     assert isinstance(reply, Reply)
     assert reply.text.startswith("Only the *payments* team")
-
-
-async def test_auto_sync_on_gets_a_button_that_turns_it_off_and_rolls_back() -> None:
-    w = world(auto_sync=True)
-
-    reply = await start_rollback(w.context(), service="checkout", env="prod-eu")
-
-    assert "Automated sync is on for `checkout-prod-eu`" in reply.text
-    assert "Nothing was changed" in reply.text
-    assert w.changes.proposals == []
-    [button] = reply.blocks[-1]["elements"]
-    assert button["action_id"] == AUTO_SYNC_OFF_AND_ROLL_BACK
-    assert button["text"]["text"] == "Turn off auto-sync and roll back"
-
-    clicked = await RollBackWithoutAutoSync().click(w.context(), click(button["value"]))
-
-    assert clicked is not None and clicked.text.startswith("*Queued*")
-    [proposal] = w.changes.proposals
-    assert proposal["action"].disable_auto_sync is True
-    assert proposal["action"].to_revision == 1
-
-
-async def test_the_auto_sync_button_checks_the_clickers_rights() -> None:
-    w = world(auto_sync=True)
-
-    clicked = await RollBackWithoutAutoSync().click(w.context(CAROL), click("checkout prod-eu 1"))
-
-    assert clicked is not None and clicked.text.startswith("Only the *payments* team")
-    assert w.changes.proposals == []
-
-
-@pytest.mark.parametrize("value", ["", "checkout", "checkout prod-eu x", "a b c d"])
-async def test_a_forged_button_value_does_nothing(value: str) -> None:
-    w = world()
-
-    clicked = await RollBackWithoutAutoSync().click(w.context(), click(value))
-
-    assert clicked is not None and "nothing was done" in clicked.text
-    assert w.changes.proposals == []
 
 
 def click(value: str, user: str = ALICE) -> Any:
@@ -758,74 +630,10 @@ async def test_an_approval_is_stale_once_the_environment_moved() -> None:
     await run_steps(ctx, await plan_deploy(ctx, service="checkout", env="prod", version="1.5.0"))
 
     assert await rollback_executor.stale_reason(planned) == (
-        f"prod moved since this was asked: now revision 3 (image {IMAGE}:1.5.0)"
+        f"now revision 3 (image {IMAGE}:1.5.0)"
     )
     with pytest.raises(StepFailed, match="prod moved since this was planned"):
         await run_steps(ctx, planned)
-
-
-# -- executing on Argo CD ----------------------------------------------------------------
-
-
-async def test_argocd_rollback_turns_auto_sync_off_then_offers_to_turn_it_back_on() -> None:
-    w = world(auto_sync=True)
-    ctx = w.context()
-    action = await plan_rollback(ctx, service="checkout", env="prod-eu", disable_auto_sync=True)
-
-    _, reports = await run_steps(ctx, action)
-
-    assert w.gitops.calls == [("set_auto_sync", False), ("rollback", 1)]
-    assert w.gitops.app.revision == "a1b2c3d"
-    assert reports == ["operation Running, sync Synced, health Progressing"]
-    messenger = ctx.ports.messenger
-    assert isinstance(messenger, FakeMessenger)
-    assert [channel for channel, _ in messenger.posts] == ["#payments", "#payments"]
-    assert messenger.posts[1][1].startswith(
-        "Automated sync of `checkout` in `prod-eu` is *off* since this rollback"
-    )
-
-    clicked = await TurnAutoSyncBackOn().click(ctx, click("checkout prod-eu"))
-
-    assert clicked is not None and clicked.text.startswith("*Queued*")
-    assert w.changes.proposals[-1]["action"] == SetAutoSync(
-        service="checkout", env="prod-eu", enabled=True
-    )
-    await run_steps(ctx, w.changes.proposals[-1]["action"])
-    assert w.gitops.app.auto_sync is True
-
-
-async def test_argocd_rollback_with_auto_sync_off_touches_nothing_else() -> None:
-    w = world()
-    ctx = w.context()
-    action = await plan_rollback(ctx, service="checkout", env="prod-eu")
-
-    outputs, _ = await run_steps(ctx, action)
-
-    assert w.gitops.calls == [("rollback", 1)]
-    assert outputs["watch"] == {"revision": "a1b2c3d"}
-
-
-async def test_argocd_refusing_because_auto_sync_came_back_fails_the_step() -> None:
-    w = world()
-    ctx = w.context()
-    action = await plan_rollback(ctx, service="checkout", env="prod-eu")
-    w.gitops.app = replace(w.gitops.app, auto_sync=True)
-
-    with pytest.raises(StepFailed, match="automated sync was turned on since"):
-        await run_steps(ctx, action)
-
-
-async def test_argocd_deploy_syncs_to_the_git_revision() -> None:
-    w = world()
-    ctx = w.context()
-    action = await plan_deploy(ctx, service="checkout", env="prod-eu", version="a1b2c3d")
-
-    await run_steps(ctx, action)
-
-    assert w.gitops.calls == [("sync", "a1b2c3d")]
-    assert action.change_lines() == [
-        "`checkout` in `prod-eu`: git revision `e4f5a6b` -> `a1b2c3d` (Argo CD)"
-    ]
 
 
 # -- status ------------------------------------------------------------------------------

@@ -98,8 +98,9 @@ class ReleaseBackend(Protocol):
 
     def deploy_title(self, action: Deploy) -> str: ...
 
-    async def deploy(self, context: StepContext, action: Deploy) -> None:
-        """Make the change (set the image, sync the Application)."""
+    async def deploy(self, context: StepContext, action: Deploy) -> dict[str, Any] | None:
+        """Make the change (set the image, sync the Application); what it returns joins
+        the step's output (Argo CD: the revision the sync resolved to)."""
         ...
 
     async def watch_deploy(
@@ -123,7 +124,10 @@ class ReleaseBackend(Protocol):
         ...
 
     async def stale_reason(self, action: Deploy | Rollback) -> str | None:
-        """Why the live state no longer matches what was planned (and approved)."""
+        """Why the live state no longer matches what was planned (and approved), in words
+        that follow "prod moved since this was asked: " (e.g. "now revision 3 (image …)").
+        AdapterError when the live state cannot be read: an approval click then records
+        nothing (features.approvals.desk), so nothing is approved unchecked."""
         ...
 
     async def history(self, target: Target, audit: list[AuditEntry]) -> list[str]:

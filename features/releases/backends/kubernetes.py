@@ -227,19 +227,20 @@ class KubernetesBackend:
             if isinstance(action, Rollback)
             else (action.deployments[0] if action.deployments else None)
         )
+        # AdapterError (the cluster cannot be read) goes to the caller: an approval is
+        # then not recorded (features.approvals.desk); it never approves unchecked.
+        cluster = await self._cluster(action.env)
+        namespace = self.ports.catalog.namespace(action.service, action.env)
         try:
-            cluster, namespace = await self.step_cluster(action.service, action.env)
             status = await cluster.rollout_status(namespace, deployment or action.service)
-        except (AdapterError, StepFailed) as exc:
-            log.warning("could not check a release for staleness: %s", exc)
-            return None
+        except AdapterError as exc:
+            if exc.status == 404:
+                return f"the Deployment {deployment or action.service} is gone"
+            raise
         if status.revision != action.from_revision or action.from_image.split(", ")[0] not in (
             status.images
         ):
-            return (
-                f"{action.env} moved since this was asked: now revision "
-                f"{status.revision} (image {', '.join(status.images)})"
-            )
+            return f"now revision {status.revision} (image {', '.join(status.images)})"
         return None
 
     # -- reading ---------------------------------------------------------------------
