@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from typing import Any, Literal
 
@@ -34,7 +33,7 @@ from sqlalchemy.orm import Session
 from catalog import Catalog
 from engine.db import Database, DatabaseUnavailable, OutboxRow
 from engine.outbox import Outbox
-from features.kit.webhooks import read_bounded, same_secret
+from features.kit.webhooks import TooDeep, parse_json, read_bounded, same_secret
 from kernel.blocks import section
 from kernel.mrkdwn import code, escape, truncate
 
@@ -140,8 +139,10 @@ class GitLabWebhook:
                 status=413, text=f"The body is larger than {MAX_BODY // 1024} KiB; ignored."
             )
         try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
+            data = parse_json(body)
+        except TooDeep as exc:
+            return web.Response(status=400, text=f"The body is refused: {exc}.")
+        except ValueError:
             return web.Response(status=400, text="The body is not JSON.")
         if not isinstance(data, dict):
             return web.Response(status=400, text="The body is not a JSON object.")
