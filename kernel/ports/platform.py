@@ -175,7 +175,11 @@ class Modals(Protocol):
 
     async def open(self, trigger_id: str, view: dict[str, Any]) -> str: ...
 
-    async def update(self, view_id: str, view: dict[str, Any]) -> None: ...
+    async def update(self, view_id: str, view: dict[str, Any], *, hash: str | None = None) -> bool:
+        """Replace an open modal; with `hash` (from the interaction), only if nobody
+        changed it since: False when Slack refuses a stale one (`hash_conflict`) or the
+        modal is gone."""
+        ...
 
 
 class RunControl(Protocol):

@@ -163,13 +163,16 @@ class FakeMessenger:
 class FakeModals:
     def __init__(self) -> None:
         self.opened: list[dict[str, Any]] = []
+        self.updates: list[tuple[str, str | None]] = []
 
     async def open(self, trigger_id: str, view: dict[str, Any]) -> str:
         self.opened.append(view)
         return f"V{len(self.opened)}"
 
-    async def update(self, view_id: str, view: dict[str, Any]) -> None:
+    async def update(self, view_id: str, view: dict[str, Any], *, hash: str | None = None) -> bool:
         self.opened.append(view)
+        self.updates.append((view_id, hash))
+        return True
 
 
 class FakeChanges:
