@@ -382,11 +382,19 @@ class FakeReleases:
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, str, str | None]] = []
+        self.threads: list[str | None] = []
 
     async def rollback(
-        self, asker: Any, *, service: str, env: str, reason: str | None = None
+        self,
+        asker: Any,
+        *,
+        service: str,
+        env: str,
+        reason: str | None = None,
+        thread_key: str | None = None,
     ) -> Any:
         from kernel.interactions import Reply
 
         self.asked.append((service, env, reason))
+        self.threads.append(thread_key)
         return Reply(text=f"rollback of {service} in {env} asked")
