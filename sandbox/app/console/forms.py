@@ -18,6 +18,7 @@ from sandbox.app.console.render import (
     plain,
 )
 from sandbox.standins.slack_api import Workspace
+from sandbox.standins.slack_client import SlackSender
 
 FieldKind = Literal[
     "text", "number", "select", "multi_select", "user", "users", "channel", "channels",
@@ -322,6 +323,17 @@ class ModalSession:
     todo: list[Field]
     answers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+
+
+async def search(
+    sender: SlackSender, item: Field, answer: str, user: str, view_id: str
+) -> dict[str, Any]:
+    """The state of a searched field (an external select) for an answer: Slack asks the
+    bot for the options matching it, and the answer picks one of them."""
+    suggested = await sender.block_suggestion(
+        user=user, action_id=item.action_id, block_id=item.block_id, value=answer, view_id=view_id
+    )
+    return {"type": item.type, "selected_option": pick_suggestion(item, answer, suggested.options)}
 
 
 def pick_suggestion(item: Field, answer: str, options: list[dict[str, Any]]) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from sandbox.app.console.forms import (
     AnswerError,
     ModalSession,
     parse_answer,
-    pick_suggestion,
     render_view,
+    search,
     view_fields,
 )
 from sandbox.app.console.output import (
@@ -406,15 +406,7 @@ class Console(Screen):
             answer = answer[1:]
         try:
             if item.kind == "search" and answer not in ("", "-"):
-                suggested = await self.stack.sender.block_suggestion(
-                    user=self.user.id,
-                    action_id=item.action_id,
-                    block_id=item.block_id,
-                    value=answer,
-                    view_id=session.view_id,
-                )
-                chosen = pick_suggestion(item, answer, suggested.options)
-                state: dict[str, Any] = {"type": item.type, "selected_option": chosen}
+                state = await search(self.stack.sender, item, answer, self.user.id, session.view_id)
             else:
                 state = parse_answer(item, answer, self.workspace)
         except (AnswerError, ValueError) as exc:
