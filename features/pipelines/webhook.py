@@ -34,7 +34,7 @@ from catalog import Catalog
 from engine.db import Database, DatabaseUnavailable, OutboxRow
 from engine.outbox import Outbox
 from features.kit.webhooks import TooDeep, parse_json, read_bounded, same_secret
-from kernel.blocks import section
+from kernel.blocks import message_text, section
 from kernel.mrkdwn import code, escape, truncate
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ class GitLabWebhook:
                 outbox.enqueue_post(
                     session,
                     self.catalog.channel_of_service(service),
-                    text=render_deploy_reply(pipeline, build),
+                    text=message_text(render_deploy_reply(pipeline, build)),
                     message_key=reply_key,
                     thread_key=key,
                 )
@@ -253,7 +253,7 @@ def render(pipeline: PipelineEvent, service: str) -> tuple[str, list[dict[str, A
             lines.append(f"• deploy to *{env}*: {escape(build.status[:40])}")
     fallback = f"Pipeline #{attrs.id} of {service}: {attrs.status} ({attrs.ref})"
     block = section("\n".join(lines), block_id=STATE_PREFIX + pipeline.progress()[:200])
-    return escape(truncate(fallback, 300)), [block]
+    return message_text(escape(truncate(fallback, 300))), [block]
 
 
 def render_deploy_reply(pipeline: PipelineEvent, build: Build) -> str:
