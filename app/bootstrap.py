@@ -251,6 +251,7 @@ def build_app(
             db=db,
             metrics=metrics,
             routes=registry.routes,
+            signing_secret=_secret(settings.slack_signing_secret),
         ),
         metrics=metrics,
         client=client,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from engine.outbox import Outbox
 from kernel.errors import TryAgainLater
 from kernel.ids import SlackUserId
+
+log = logging.getLogger(__name__)
+
+STALE_VIEW = frozenset({"hash_conflict", "not_found"})
+"""views.update errors meaning the modal moved on (changed since, or closed)."""
 
 
 class OutboxMessenger:
@@ -73,5 +79,13 @@ class SlackModals:
             ) from exc
         return str((response.get("view") or {}).get("id", ""))
 
-    async def update(self, view_id: str, view: dict[str, Any]) -> None:
-        await self.client.views_update(view_id=view_id, view=view)
+    async def update(self, view_id: str, view: dict[str, Any], *, hash: str | None = None) -> bool:
+        try:
+            await self.client.views_update(view_id=view_id, view=view, hash=hash)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in STALE_VIEW:
+                log.info("modal not updated", extra={"view_id": view_id, "error": error})
+                return False
+            raise TryAgainLater(f"Slack did not update the form ({error})") from exc
+        return True

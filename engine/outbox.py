@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.db import Database, OutboxRow
+from kernel.blocks import message_text
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ def lane(row: OutboxRow) -> str:
 
 
 class Outbox:
-    """Writes Slack calls into the outbox; `enqueue_*` take the caller's session.
+    """Writes Slack calls into the outbox; `enqueue_*` take the caller's session. Every
+    `text` is cut safely to Slack's 40,000 characters (kernel.blocks.message_text).
 
     Taking the caller's session lets a state change and the message announcing it
     commit together or not at all.
@@ -66,7 +68,11 @@ class Outbox:
 
         A reply goes in the thread of our message `thread_key`, or of any message `thread_ts`.
         """
-        payload: dict[str, Any] = {"text": text, "unfurl_links": False, "unfurl_media": False}
+        payload: dict[str, Any] = {
+            "text": message_text(text),
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
         if blocks:
             payload["blocks"] = list(blocks)
         if thread_ts:
@@ -90,7 +96,7 @@ class Outbox:
         blocks: Sequence[dict[str, Any]] = (),
     ) -> None:
         """chat.update of a message we posted; replaces a not-yet-sent update of it."""
-        payload: dict[str, Any] = {"text": text, "blocks": list(blocks)}
+        payload: dict[str, Any] = {"text": message_text(text), "blocks": list(blocks)}
         replaced = session.execute(
             update(OutboxRow)
             .where(
@@ -152,7 +158,7 @@ class Outbox:
         blocks: Sequence[dict[str, Any]] = (),
     ) -> None:
         """chat.postEphemeral: seen only by `user`."""
-        payload: dict[str, Any] = {"user": user, "text": text}
+        payload: dict[str, Any] = {"user": user, "text": message_text(text)}
         if blocks:
             payload["blocks"] = list(blocks)
         session.add(OutboxRow(channel=channel, method="chat.postEphemeral", payload=payload))
@@ -173,7 +179,7 @@ class Outbox:
             "url": response_url,
             "body": {
                 "response_type": "ephemeral" if ephemeral else "in_channel",
-                "text": text,
+                "text": message_text(text),
                 "replace_original": replace_original,
             },
         }

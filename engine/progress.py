@@ -93,9 +93,14 @@ class Progress:
             return
         session.flush()
         text, blocks = render_progress(self.view(session, RunId(run_id)))
-        if row.reply_channel is not None:
+        if row.reply_channel is not None:  # in the thread the Run was asked from, if any
             self.outbox.enqueue_post_or_update(
-                session, row.reply_channel, f"run:{run_id}", text=text, blocks=blocks
+                session,
+                row.reply_channel,
+                f"run:{run_id}",
+                text=text,
+                blocks=blocks,
+                thread_key=(row.flags or {}).get("thread_key"),
             )
         if announce and announce != row.reply_channel:
             quiet = [b for b in blocks if b.get("type") != "actions"]

@@ -1,4 +1,5 @@
-"""What people send us (a click, a submitted form) and what we show them (a Reply)."""
+"""What people send us (a click, a submitted form, what they type into a select) and
+what we show them (a Reply)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,21 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class OpenModal:
+    """The modal a click or an options request came from, as Slack sent it (untrusted)."""
+
+    id: str
+    hash: str
+    """What views.update is given, so a stale update is refused (`hash_conflict`)."""
+    private_metadata: str
+    values: dict[str, Any]
+    """block_id -> the input's value so far (as in Submission.values)."""
+
+
+@dataclass(frozen=True)
 class Click:
-    """Someone pressed a button. Only `value` comes from the message, and it is untrusted."""
+    """Someone pressed a button (or chose in a select). Only `value` comes from the
+    message, and it is untrusted."""
 
     user: SlackUserId
     team: SlackTeamId
@@ -38,6 +52,20 @@ class Click:
     message_ts: str | None
     response_url: str | None
     trigger_id: str | None
+    modal: OpenModal | None = None
+    """Set when the click happened in a modal (e.g. a select with dispatch_action)."""
+
+
+@dataclass(frozen=True)
+class OptionsRequest:
+    """Someone opened, or typed into, an external select: Slack asks for its options."""
+
+    user: SlackUserId
+    team: SlackTeamId
+    action_id: str
+    query: str
+    """What the person typed so far (empty when the menu just opened)."""
+    modal: OpenModal | None = None
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,15 @@ def code(text: str) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
-    """Cut to `limit` characters with an ellipsis, never splitting an escape sequence."""
+    """Cut to `limit` characters with an ellipsis, never splitting an escape sequence
+    (`&amp;`) or one of our own mentions and links (`<@U123>`, `<https://…|label>`)."""
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
     amp = cut.rfind("&")
     if amp != -1 and ";" not in cut[amp:]:
         cut = cut[:amp]
+    angle = cut.rfind("<")
+    if angle != -1 and ">" not in cut[angle:]:
+        cut = cut[:angle]
     return cut + "…"

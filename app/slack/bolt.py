@@ -36,5 +36,6 @@ def build_bolt_app(
     app.command("/platform")(door.on_platform)
     app.action(re.compile(".+"))(door.on_button)
     app.view(re.compile(".+"))(door.on_form)
+    app.options(re.compile(".+"))(door.on_options)
     app.event("app_mention")(door.on_app_mention)
     return app

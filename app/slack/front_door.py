@@ -8,6 +8,7 @@ features', reached through one `FeatureRegistry`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ from engine.outbox import Outbox
 from features.kit.commands import Arguments, Command
 from features.kit.context import Context, Ports
 from features.kit.registry import FeatureRegistry
+from kernel.blocks import options_answer
 from kernel.errors import TryAgainLater, UsageError
 from kernel.ids import SlackChannelId, SlackTeamId, SlackUserId
-from kernel.interactions import Click, Reply, Submission
+from kernel.interactions import Click, OpenModal, OptionsRequest, Reply, Submission
 from kernel.mrkdwn import escape
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ TRY_AGAIN = (
     "Try again in a minute; if it keeps happening, tell the platform team."
 )
 WRONG_WORKSPACE = "This platform bot only answers in the workspace it is installed in."
+OPTIONS_DEADLINE = 2.0
+"""Seconds an external select's options may take: Slack waits 3 s, then shows nothing."""
 
 
 @dataclass
@@ -133,6 +137,7 @@ class SlackFrontDoor:
             or (body.get("container") or {}).get("message_ts"),
             response_url=body.get("response_url"),
             trigger_id=body.get("trigger_id"),
+            modal=_open_modal(body),
         )
         button = self.features.button_for(action_id)
         if button is None:
@@ -150,6 +155,41 @@ class SlackFrontDoor:
             await self._send(
                 {"channel_id": channel, "response_url": click.response_url}, reply, respond
             )
+
+    async def on_options(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """An external select's options, from the feature that serves them, within
+        OPTIONS_DEADLINE; nothing (an empty list) rather than an error or a late answer."""
+        user = SlackUserId(str((body.get("user") or {}).get("id")))
+        request = OptionsRequest(
+            user=user,
+            team=SlackTeamId(str(self.team_id)),
+            action_id=str(body.get("action_id") or ""),
+            query=str(body.get("value") or ""),
+            modal=_open_modal(body),
+        )
+        source = self.features.options.get(request.action_id)
+        options: list[dict[str, Any]] = []
+        outcome = "ok"
+        if source is None:
+            outcome = "unknown"
+        else:
+            ctx = Context(
+                user=user,
+                channel=SlackChannelId(""),
+                team=request.team,
+                request_key=f"options:{request_id.get()}",
+                ports=self.ports,
+            )
+            try:
+                options = await asyncio.wait_for(source.options(ctx, request), OPTIONS_DEADLINE)
+            except TimeoutError:
+                outcome = "timeout"
+                log.warning("options too slow", extra={"action_id": request.action_id})
+            except Exception:
+                outcome = "error"
+                log.exception("options failed", extra={"action_id": request.action_id})
+        self.metrics.requests.labels(f"options:{request.action_id[:40]}", outcome).inc()
+        await ack(**options_answer(options))
 
     async def on_form(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         """Validate a modal before acking: errors must be in the ack to show on the form."""
@@ -224,6 +264,19 @@ class SlackFrontDoor:
                 text="Hi! I answer to `/platform`. Type `/platform help` to see what I can do.",
             )
         )
+
+
+def _open_modal(body: dict[str, Any]) -> OpenModal | None:
+    """The modal a click or an options request came from, if it came from one."""
+    view = body.get("view")
+    if not isinstance(view, dict) or not view.get("id"):
+        return None
+    return OpenModal(
+        id=str(view.get("id")),
+        hash=str(view.get("hash") or ""),
+        private_metadata=str(view.get("private_metadata") or ""),
+        values=_form_values(view),
+    )
 
 
 def _form_values(view: dict[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,17 @@ from catalog import membership_of
 from features.alerts.groups import AlertGroupInfo, AlertGroups, thread_key
 from features.alerts.threads import code, when
 from features.kit.context import Button, Context, Form
+from kernel.blocks import (
+    input_block,
+    message_text,
+    modal,
+    option,
+    section,
+    static_select,
+    text_input,
+)
 from kernel.errors import AdapterError
-from kernel.ids import ServiceName
+from kernel.ids import ServiceName, SlackChannelId
 from kernel.interactions import Click, Reply, Submission
 from kernel.mrkdwn import escape, truncate
 from kernel.ports.platform import Asker, AuditEntry, Releases
@@ -64,7 +73,9 @@ async def _group_for(groups: AlertGroups, ctx: Context, group_id: str) -> AlertG
 
 
 async def _say_in_thread(ctx: Context, group: AlertGroupInfo, text: str) -> None:
-    await ctx.ports.messenger.post(group.channel, text=text, thread_key=thread_key(group.id))
+    await ctx.ports.messenger.post(
+        group.channel, text=message_text(text), thread_key=thread_key(group.id)
+    )
 
 
 async def _audit(ctx: Context, group: AlertGroupInfo, event: str, **detail: Any) -> None:
@@ -111,59 +122,35 @@ class SilenceButton(_AlertHandler, Button):
 def silence_form(group: AlertGroupInfo) -> dict[str, Any]:
     """The Silence modal; `private_metadata` carries the group id only."""
     matchers = ", ".join(f"{k}={v}" for k, v in sorted(group.common_labels.items()))
-
-    def option(value: str, label: str) -> dict[str, Any]:
-        return {"text": {"type": "plain_text", "text": label}, "value": value}
-
-    options = [option("1h", "1 hour"), option("4h", "4 hours"), option("24h", "24 hours")]
-    return {
-        "type": "modal",
-        "callback_id": SilenceForm.callback_id,
-        "private_metadata": group.id,
-        "title": {"type": "plain_text", "text": "Silence alerts"},
-        "submit": {"type": "plain_text", "text": "Silence"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"Silences every alert matching {code(matchers)} in Alertmanager.",
-                },
-            },
-            {
-                "type": "input",
-                "block_id": "duration",
-                "label": {"type": "plain_text", "text": "For how long"},
-                "element": {
-                    "type": "static_select",
-                    "action_id": "duration",
-                    "initial_option": options[0],
-                    "options": [*options, option("custom", "Custom…")],
-                },
-            },
-            {
-                "type": "input",
-                "block_id": "custom",
-                "optional": True,
-                "label": {"type": "plain_text", "text": "Custom duration"},
-                "hint": {"type": "plain_text", "text": "With Custom: e.g. 90m, 2h or 3d."},
-                "element": {"type": "plain_text_input", "action_id": "custom", "max_length": 10},
-            },
-            {
-                "type": "input",
-                "block_id": "comment",
-                "optional": True,
-                "label": {"type": "plain_text", "text": "Comment"},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": "comment",
-                    "multiline": True,
-                    "max_length": 500,
-                },
-            },
+    hours = [option("1 hour", "1h"), option("4 hours", "4h"), option("24 hours", "24h")]
+    durations = [*hours, option("Custom…", "custom")]
+    return modal(
+        SilenceForm.callback_id,
+        "Silence alerts",
+        [
+            section(f"Silences every alert matching {code(matchers)} in Alertmanager."),
+            input_block(
+                "duration",
+                "For how long",
+                static_select("duration", durations, initial=hours[0]),
+            ),
+            input_block(
+                "custom",
+                "Custom duration",
+                text_input("custom", max_length=10),
+                optional=True,
+                hint="With Custom: e.g. 90m, 2h or 3d.",
+            ),
+            input_block(
+                "comment",
+                "Comment",
+                text_input("comment", multiline=True, max_length=500),
+                optional=True,
+            ),
         ],
-    }
+        submit="Silence",
+        private_metadata=group.id,
+    )
 
 
 def parse_duration(choice: str | None, custom: str | None) -> timedelta:
@@ -310,15 +297,23 @@ class RollbackButton(Button):
                 "what to roll back. Use `/platform rollback <service> <env>`."
             )
         name = group.common_labels.get("alertname", "an alert")
-        reply = await self.releases.rollback(
-            Asker(user=ctx.user, channel=ctx.channel, team=ctx.team, request_key=ctx.request_key),
-            service=group.service,
-            env=env,
-            reason=f"alert {name} (from its thread)",
-        )
+        # In the thread, in order: who asked, then the approval card and the progress
+        # (the thread's channel, as the group names it, keeps them in one outbox lane).
         await _say_in_thread(
             ctx,
             group,
             f":rewind: <@{ctx.user}> asked for a rollback of {code(group.service)} in {code(env)}.",
         )
-        return reply
+        asker = Asker(
+            user=ctx.user,
+            channel=SlackChannelId(group.channel),
+            team=ctx.team,
+            request_key=ctx.request_key,
+        )
+        return await self.releases.rollback(
+            asker,
+            service=group.service,
+            env=env,
+            reason=f"alert {name} (from its thread)",
+            thread_key=thread_key(group.id),
+        )

@@ -9,12 +9,13 @@ https://prometheus.io/docs/alerting/latest/configuration/#webhook_config.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from features.kit.webhooks import TooDeep, parse_json
 
 ZERO_TIME_YEAR = 1
 """Alertmanager sends `0001-01-01T00:00:00Z` for "no end time yet"."""
@@ -85,8 +86,10 @@ def group_key_hash(group_key: str) -> str:
 def parse(body: bytes) -> Notification:
     """Validate a webhook body; PayloadError says what is wrong, in one line."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = parse_json(body)
+    except TooDeep as exc:
+        raise PayloadError(str(exc)) from None
+    except ValueError as exc:
         raise PayloadError(f"the body is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise PayloadError("the body must be a JSON object")

@@ -113,9 +113,6 @@ def render_parent(view: ParentView) -> tuple[str, list[dict[str, Any]]]:
     if view.status == "resolved":
         at = f" at {when(view.resolved_at)}" if view.resolved_at else ""
         facts.append(f":white_check_mark: *All resolved*{at}")
-    if view.acked_by:
-        at = f" at {when(view.acked_at)}" if view.acked_at else ""
-        facts.append(f"*Acked by* <@{view.acked_by}>{at}")
     if view.silenced_until:
         by = f" by <@{view.silenced_by}>" if view.silenced_by else ""
         facts.append(f":mute: *Silenced until* {when(view.silenced_until)}{by}")
@@ -128,13 +125,16 @@ def render_parent(view: ParentView) -> tuple[str, list[dict[str, Any]]]:
     context = [*links, *([view.note] if view.note else [])]
     if context:
         blocks.append(context_block(" · ".join(context)))
+    if view.acked_by:  # instead of the Ack button: who is on it
+        at = f" at {when(view.acked_at)}" if view.acked_at else ""
+        blocks.append(context_block(f":eyes: *Acked by* <@{view.acked_by}>{at}"))
     blocks.append(actions(*_buttons(view)))
     return message_text(text), blocks
 
 
 def _buttons(view: ParentView) -> list[ButtonElement]:
     value = view.group_id
-    buttons = [button("alert.ack", "Ack", value=value)]
+    buttons = [] if view.acked_by else [button("alert.ack", "Ack", value=value)]
     if view.silenced_until:
         buttons.append(button("alert.unsilence", "Unsilence", value=value))
     else:

@@ -11,6 +11,7 @@ from typing import Any
 from features.approvals.card import APPROVE, REJECT
 from features.approvals.request import ApprovalDesk
 from features.kit.context import Button, Context, Form
+from kernel.blocks import input_block, modal, text_input
 from kernel.interactions import Click, Reply, Submission
 
 REJECT_FORM = "approval.reject"
@@ -77,24 +78,16 @@ class RejectForm(_DeskHandler, Form):
 
 def reject_modal(approval_id: str, channel: str) -> dict[str, Any]:
     """The modal: one required multi-line input; metadata `<request id>|<channel>`."""
-    return {
-        "type": "modal",
-        "callback_id": REJECT_FORM,
-        "private_metadata": f"{approval_id}|{channel}",
-        "title": {"type": "plain_text", "text": "Reject the change"},
-        "submit": {"type": "plain_text", "text": "Reject"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {
-                "type": "input",
-                "block_id": REASON_BLOCK,
-                "label": {"type": "plain_text", "text": "Why do you reject it?"},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": "value",
-                    "multiline": True,
-                    "max_length": 500,
-                },
-            }
+    return modal(
+        REJECT_FORM,
+        "Reject the change",
+        [
+            input_block(
+                REASON_BLOCK,
+                "Why do you reject it?",
+                text_input("value", multiline=True, max_length=500),
+            )
         ],
-    }
+        submit="Reject",
+        private_metadata=f"{approval_id}|{channel}",
+    )

@@ -66,15 +66,21 @@ class ChangeGate:
         announce_channel: str | None = None,
         reason: str | None = None,
         break_glass: bool = False,
+        thread_key: str | None = None,
     ) -> Proposal:
         """Queue the Run now, or open an approval request for it (see the module's doc);
-        ChangeRefused with a message for the requester when it may not even be asked."""
+        ChangeRefused with a message for the requester when it may not even be asked.
+        With `thread_key` the card and the progress are replies in that thread."""
         reason = (reason or "").strip() or None
+        if reply_channel is None:
+            thread_key = None  # a thread is in the reply channel
         if announce_channel and await self._same_channel(announce_channel, reply_channel):
             announce_channel = None  # asked in the service's own channel: one message there
         flags: dict[str, Any] = {"announce_channel": announce_channel} if announce_channel else {}
         if reason:
             flags["reason"] = reason
+        if thread_key:
+            flags["thread_key"] = thread_key
         requirement = requirement_for(self.catalog.model, action)
         if break_glass:
             return await self._break_glass(
@@ -108,7 +114,11 @@ class ChangeGate:
                 f"{requirement.approvers_text()}, and Slack knows nobody there but you. "
                 "Ask a platform admin to fix `approval_policies` in platform.yml."
             )
-        channel = self._card_channel(action, announce=announce_channel, reply=reply_channel)
+        channel = (
+            reply_channel
+            if thread_key and reply_channel
+            else self._card_channel(action, announce=announce_channel, reply=reply_channel)
+        )
         dms = sorted(approvers) if len(approvers) <= DM_APPROVERS_AT_MOST else []
         opened: list[ApprovalRequest] = []
 
@@ -121,6 +131,7 @@ class ChangeGate:
                 requested_by=requested_by,
                 reason=reason,
                 channel=channel,
+                thread_key=thread_key,
             )
             if created:
                 for user in dms:

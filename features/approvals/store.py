@@ -64,9 +64,11 @@ class ApprovalStore:
         requested_by: SlackUserId,
         reason: str | None,
         channel: str,
+        thread_key: str | None = None,
     ) -> tuple[ApprovalRequest, bool]:
         """The request for `run_id`, created (with its card) if there is none yet; the
-        bool says whether it was created. Idempotent: one request per Run."""
+        bool says whether it was created. Idempotent: one request per Run. The card is
+        posted in `channel`, as a reply in the thread of our message `thread_key` if set."""
         now = utcnow()
         approval_id = new_id()
         dialect = postgresql if self.db.is_postgres else sqlite
@@ -94,7 +96,7 @@ class ApprovalStore:
         row = session.execute(select(ApprovalRow).where(ApprovalRow.run_id == run_id)).scalar_one()
         if created:
             _audit(session, requested_by, "approval.requested", row=row, action=action)
-            self.show_card(session, row.id)
+            self.show_card(session, row.id, thread_key=thread_key)
         request = self.load(session, row.id)
         assert request is not None
         return request, created
@@ -231,15 +233,23 @@ class ApprovalStore:
 
     # -- the card --------------------------------------------------------------------
 
-    def show_card(self, session: Session, approval_id: str) -> None:
-        """Post the request's card, or update it in place."""
+    def show_card(
+        self, session: Session, approval_id: str, *, thread_key: str | None = None
+    ) -> None:
+        """Post the request's card (in the thread of `thread_key`, if set), or update it
+        in place."""
         request = self.load(session, approval_id)
         row = session.get_one(ApprovalRow, approval_id)
         if request is None or row.card_channel is None:
             return
         text, blocks = render_card(request)
         self.outbox.enqueue_post_or_update(
-            session, row.card_channel, card_key(approval_id), text=text, blocks=blocks
+            session,
+            row.card_channel,
+            card_key(approval_id),
+            text=text,
+            blocks=blocks,
+            thread_key=thread_key,
         )
         self.outbox.notify()
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from catalog import Catalog
 from kernel.ids import SlackChannelId, SlackTeamId, SlackUserId
-from kernel.interactions import Click, Reply, Submission
+from kernel.interactions import Click, OptionsRequest, Reply, Submission
 from kernel.ports.platform import (
     AuditLog,
     Changes,
@@ -103,3 +103,15 @@ class Form(ABC):
 
         Runs before Slack's 3-second deadline: validate, submit a Run, return. No slow I/O.
         """
+
+
+class Options(ABC):
+    """Serves the options of external selects whose action_id is `action_id`: lists that
+    can grow past a static select's 100 (teams, templates, services)."""
+
+    action_id: ClassVar[str]
+
+    @abstractmethod
+    async def options(self, ctx: Context, request: OptionsRequest) -> list[dict[str, Any]]:
+        """The options (kernel.blocks.option) matching what was typed, best first; the
+        first 100 are shown. Answers within Slack's 3 seconds: the catalog, no slow I/O."""

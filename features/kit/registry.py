@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from features.kit.commands import Command, CommandRegistry
-from features.kit.context import Button, Form, Ports
+from features.kit.context import Button, Form, Options, Ports
 from kernel.actions import Executor
 
 ExecutorFactory = Callable[[Ports], Iterable[Executor]]
@@ -51,17 +51,21 @@ class FeatureRegistry:
     commands: CommandRegistry = field(default_factory=CommandRegistry)
     buttons: dict[str, Button] = field(default_factory=dict)
     forms: dict[str, Form] = field(default_factory=dict)
+    options: dict[str, Options] = field(default_factory=dict)
     executor_factories: list[ExecutorFactory] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     loops: list[BackgroundLoop] = field(default_factory=list)
 
-    def add(self, *handlers: Command | Button | Form) -> None:
-        """Register commands (by name), buttons (by action id) and forms (by callback id)."""
+    def add(self, *handlers: Command | Button | Form | Options) -> None:
+        """Register commands (by name), buttons (by action id), forms (by callback id) and
+        the options of external selects (by action id)."""
         for handler in handlers:
             if isinstance(handler, Command):
                 self.commands.add(handler)
             elif isinstance(handler, Button):
                 _claim(self.buttons, handler.action_id, handler, "button action id")
+            elif isinstance(handler, Options):
+                _claim(self.options, handler.action_id, handler, "options action id")
             else:
                 _claim(self.forms, handler.callback_id, handler, "form callback id")
 
@@ -88,7 +92,10 @@ class FeatureRegistry:
 
 
 def _claim(
-    table: dict[str, Button] | dict[str, Form], name: str, handler: object, what: str
+    table: dict[str, Button] | dict[str, Form] | dict[str, Options],
+    name: str,
+    handler: object,
+    what: str,
 ) -> None:
     if name in table:
         raise RuntimeError(f"{what} '{name}' is registered twice ({type(handler).__name__})")

@@ -1,15 +1,23 @@
-"""The new-service modal: the template's fields, validated next to each field when
-submitted (the errors travel in the ack).
+"""The new-service modal: the chosen template's fields only, validated next to each field
+when submitted (the errors travel in the ack).
+
+Templates and teams are lists that grow past a static select's 100 options, so both are
+external selects whose options the bot serves as people type (`TemplateOptions`,
+`TeamOptions`). Choosing a template (`dispatch_action`) sends a block_actions at once;
+`TemplateChosen` then replaces the modal with one showing that template's fields
+(views.update with the view's hash, so a stale update is refused), keeping what was
+typed: same block and action ids, and the values Slack sent with the click.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from catalog import membership_of
 from catalog.templates import Parameter, Template
-from features.kit.context import Context, Form
+from features.kit.context import Button, Context, Form, Options
 from features.new_service.request import (
     CALLBACK_ID,
     MAX_DESCRIPTION,
@@ -19,8 +27,22 @@ from features.new_service.request import (
     load_templates,
     propose,
 )
+from kernel.blocks import (
+    SELECT_OPTIONS,
+    external_select,
+    input_block,
+    option,
+    section,
+    static_select,
+    text_input,
+)
+from kernel.blocks import modal as modal_view
 from kernel.errors import ChangeRefused
-from kernel.interactions import Submission
+from kernel.interactions import Click, OpenModal, OptionsRequest, Reply, Submission
+
+TEMPLATE_ACTION = "new_service.template"
+TEAM_ACTION = "new_service.team"
+OPTION_VALUE = 150
 
 
 def _param_block_id(template: str, key: str) -> str:
@@ -28,122 +50,179 @@ def _param_block_id(template: str, key: str) -> str:
 
 
 async def modal(ctx: Context, templates: dict[str, Template]) -> dict[str, Any]:
-    """The form: template, name, team, description, and every template's parameters
-    (optional in Slack; the chosen template's are checked on submit)."""
+    """The form as it opens: template, name, owner team (the person's first), description;
+    with a single template, that one chosen and its fields shown."""
     email = await ctx.directory.email_of(ctx.user)
     me = await membership_of(ctx.catalog, ctx.directory, ctx.user, email=email)
-    teams = ctx.catalog.team_names()
-    team_options = [_option(t, t) for t in teams]
-    team_select: dict[str, Any] = {
-        "type": "static_select",
-        "action_id": "team",
-        "placeholder": _plain("Choose a team"),
-        "options": team_options,
-    }
-    if me.teams:
-        team_select["initial_option"] = _option(me.teams[0], me.teams[0])
-    blocks: list[dict[str, Any]] = [
-        _input(
-            "template",
-            "Template",
-            {
-                "type": "static_select",
-                "action_id": "template",
-                "placeholder": _plain("Choose a golden path"),
-                "options": [_option(t.title[:75], name) for name, t in sorted(templates.items())],
-            },
-        ),
-        _input(
-            "name",
-            "Service name",
-            {
-                "type": "plain_text_input",
-                "action_id": "name",
-                "max_length": MAX_NAME,
-                "placeholder": _plain("invoice-api"),
-            },
-            hint="Lowercase letters, digits and '-', at most 40 characters.",
-        ),
-        _input("team", "Owner team", team_select),
-        _input(
-            "description",
-            "Description",
-            {
-                "type": "plain_text_input",
-                "action_id": "description",
-                "multiline": True,
-                "max_length": MAX_DESCRIPTION,
-            },
-            optional=True,
-        ),
-    ]
-    for name, template in sorted(templates.items()):
-        for parameter in template.parameters:
-            blocks.append(_parameter_input(name, template, parameter))
-    return {
-        "type": "modal",
-        "callback_id": CALLBACK_ID,
-        "title": _plain("New service"),
-        "submit": _plain("Create"),
-        "close": _plain("Cancel"),
-        "private_metadata": json.dumps({"channel": ctx.channel}),
-        "blocks": blocks[:100],
-    }
-
-
-def _parameter_input(
-    template_name: str, template: Template, parameter: Parameter
-) -> dict[str, Any]:
-    label = f"{parameter.title or parameter.name} ({template.title})"
-    default = None if parameter.default is None else str(parameter.default)
-    element: dict[str, Any]
-    if parameter.enum:
-        element = {
-            "type": "static_select",
-            "action_id": "value",
-            "options": [_option(str(v), str(v)) for v in parameter.enum],
-        }
-        if default is not None:
-            element["initial_option"] = _option(default, default)
-    else:
-        element = {"type": "plain_text_input", "action_id": "value"}
-        if default is not None:
-            element["initial_value"] = default
-    return _input(
-        _param_block_id(template_name, parameter.name),
-        label,
-        element,
-        optional=True,
-        hint=parameter.help or None,
+    chosen = next(iter(templates)) if len(templates) == 1 else None
+    return build(
+        templates,
+        chosen=chosen,
+        values={"team": me.teams[0] if me.teams else None},
+        private_metadata=json.dumps({"channel": ctx.channel}),
     )
 
 
-def _plain(text: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": text}
-
-
-def _option(text: str, value: str) -> dict[str, Any]:
-    return {"text": _plain(text[:75]), "value": value[:150]}
-
-
-def _input(
-    block_id: str,
-    label: str,
-    element: dict[str, Any],
+def build(
+    templates: dict[str, Template],
     *,
-    optional: bool = False,
-    hint: str | None = None,
+    chosen: str | None,
+    values: dict[str, Any],
+    private_metadata: str,
 ) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "type": "input",
-        "block_id": block_id,
-        "label": _plain(label[:2000]),
-        "element": element,
-        "optional": optional,
-    }
-    if hint:
-        block["hint"] = _plain(hint[:2000])
-    return block
+    """The modal with `chosen`'s fields (none before a template is chosen), each input
+    starting from `values` (block_id -> value, as Submission.values)."""
+    template = templates.get(chosen or "")
+    team = values.get("team")
+    team_option = option(team, team) if isinstance(team, str) and _fits(team) else None
+    blocks: list[dict[str, Any]] = [
+        input_block(
+            "template",
+            "Template",
+            external_select(
+                TEMPLATE_ACTION,
+                placeholder="Choose a golden path",
+                initial=_template_option(template) if template else None,
+            ),
+            dispatch_action=True,
+        ),
+        input_block(
+            "name",
+            "Service name",
+            text_input(
+                "name",
+                max_length=MAX_NAME,
+                placeholder="invoice-api",
+                initial_value=_text(values.get("name")),
+            ),
+            hint=f"Lowercase letters, digits and '-', at most {MAX_NAME} characters.",
+        ),
+        input_block(
+            "team",
+            "Owner team",
+            external_select(
+                TEAM_ACTION,
+                placeholder="Choose a team",
+                initial=team_option,
+            ),
+        ),
+        input_block(
+            "description",
+            "Description",
+            text_input(
+                "description",
+                multiline=True,
+                max_length=MAX_DESCRIPTION,
+                initial_value=_text(values.get("description")),
+            ),
+            optional=True,
+        ),
+    ]
+    if template is None:
+        blocks.append(
+            section("Choose a template to see what it asks for.", block_id="choose_template")
+        )
+    else:
+        for parameter in template.parameters[: 100 - len(blocks)]:
+            value = values.get(_param_block_id(template.name, parameter.name))
+            blocks.append(_parameter_input(template, parameter, value))
+    return modal_view(
+        CALLBACK_ID,
+        "New service",
+        blocks,
+        submit="Create",
+        private_metadata=private_metadata,
+    )
+
+
+def _parameter_input(template: Template, parameter: Parameter, value: Any) -> dict[str, Any]:
+    current = _text(value) or (None if parameter.default is None else str(parameter.default))
+    choices = [str(v) for v in parameter.enum or ()]
+    element: dict[str, Any]
+    if choices and len(choices) <= SELECT_OPTIONS and all(_fits(c) for c in choices):
+        initial = option(current, current) if current in choices else None
+        element = static_select("value", [option(c, c) for c in choices], initial=initial)
+    else:  # free text (or an enum too long for a menu: checked on submit all the same)
+        element = text_input("value", initial_value=current)
+    hint = parameter.help or (f"One of: {', '.join(choices)}" if choices else None)
+    return input_block(
+        _param_block_id(template.name, parameter.name),
+        parameter.title or parameter.name,
+        element,
+        optional=True,
+        hint=hint,
+    )
+
+
+def _template_option(template: Template) -> dict[str, Any]:
+    return option(template.title or template.name, template.name)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _fits(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= OPTION_VALUE
+
+
+def matching(query: str, names: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(label, value) pairs whose label or value contains `query` (any case): those that
+    start with it first, then the rest, each alphabetically; at most 100."""
+    wanted = query.strip().lower()
+    hits = [
+        (label, value)
+        for label, value in names
+        if _fits(value) and (wanted in label.lower() or wanted in value.lower())
+    ]
+    hits.sort(key=lambda pair: (not pair[1].lower().startswith(wanted), pair[1]))
+    return hits[:SELECT_OPTIONS]
+
+
+class TemplateOptions(Options):
+    """The template menu: golden paths whose name or title contains what was typed."""
+
+    action_id = TEMPLATE_ACTION
+
+    async def options(self, ctx: Context, request: OptionsRequest) -> list[dict[str, Any]]:
+        templates = load_templates(ctx.catalog)
+        pairs = ((t.title or name, name) for name, t in templates.items())
+        return [option(label, value) for label, value in matching(request.query, pairs)]
+
+
+class TeamOptions(Options):
+    """The owner-team menu: catalog teams whose name contains what was typed."""
+
+    action_id = TEAM_ACTION
+
+    async def options(self, ctx: Context, request: OptionsRequest) -> list[dict[str, Any]]:
+        pairs = ((name, name) for name in ctx.catalog.team_names())
+        return [option(label, value) for label, value in matching(request.query, pairs)]
+
+
+class TemplateChosen(Button):
+    """A template was chosen in the modal: show its fields (and only its fields)."""
+
+    action_id = TEMPLATE_ACTION
+
+    async def click(self, ctx: Context, click: Click) -> Reply | None:
+        opened: OpenModal | None = click.modal
+        if opened is None:
+            return None
+        templates = load_templates(ctx.catalog)
+        values = dict(opened.values)
+        if not values.get("team"):  # not chosen yet: keep offering the person's own team
+            email = await ctx.directory.email_of(ctx.user)
+            me = await membership_of(ctx.catalog, ctx.directory, ctx.user, email=email)
+            values["team"] = me.teams[0] if me.teams else None
+        view = build(
+            templates,
+            chosen=click.value if click.value in templates else None,
+            values=values,
+            private_metadata=opened.private_metadata,
+        )
+        await ctx.ports.modals.update(opened.id, view, hash=opened.hash or None)
+        return None
 
 
 class NewServiceForm(Form):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from typing import Any, Literal
 
@@ -34,8 +33,8 @@ from sqlalchemy.orm import Session
 from catalog import Catalog
 from engine.db import Database, DatabaseUnavailable, OutboxRow
 from engine.outbox import Outbox
-from features.kit.webhooks import read_bounded, same_secret
-from kernel.blocks import section
+from features.kit.webhooks import TooDeep, parse_json, read_bounded, same_secret
+from kernel.blocks import message_text, section
 from kernel.mrkdwn import code, escape, truncate
 
 log = logging.getLogger(__name__)
@@ -140,8 +139,10 @@ class GitLabWebhook:
                 status=413, text=f"The body is larger than {MAX_BODY // 1024} KiB; ignored."
             )
         try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
+            data = parse_json(body)
+        except TooDeep as exc:
+            return web.Response(status=400, text=f"The body is refused: {exc}.")
+        except ValueError:
             return web.Response(status=400, text="The body is not JSON.")
         if not isinstance(data, dict):
             return web.Response(status=400, text="The body is not a JSON object.")
@@ -223,7 +224,7 @@ class GitLabWebhook:
                 outbox.enqueue_post(
                     session,
                     self.catalog.channel_of_service(service),
-                    text=render_deploy_reply(pipeline, build),
+                    text=message_text(render_deploy_reply(pipeline, build)),
                     message_key=reply_key,
                     thread_key=key,
                 )
@@ -252,7 +253,7 @@ def render(pipeline: PipelineEvent, service: str) -> tuple[str, list[dict[str, A
             lines.append(f"• deploy to *{env}*: {escape(build.status[:40])}")
     fallback = f"Pipeline #{attrs.id} of {service}: {attrs.status} ({attrs.ref})"
     block = section("\n".join(lines), block_id=STATE_PREFIX + pipeline.progress()[:200])
-    return escape(truncate(fallback, 300)), [block]
+    return message_text(escape(truncate(fallback, 300))), [block]
 
 
 def render_deploy_reply(pipeline: PipelineEvent, build: Build) -> str:

@@ -74,9 +74,15 @@ async def plan_auto_sync_back_on(
 
 
 async def propose_release(
-    ctx: Context, action: Action, *, reason: str | None = None, break_glass: bool = False
+    ctx: Context,
+    action: Action,
+    *,
+    reason: str | None = None,
+    break_glass: bool = False,
+    thread_key: str | None = None,
 ) -> Reply:
-    """Hand the Action to `ctx.changes` and say what happens next."""
+    """Hand the Action to `ctx.changes` and say what happens next (`thread_key`: its card
+    and progress go in that thread of `ctx.channel`)."""
     service = action.affected_service() or ""
     try:
         proposal = await ctx.changes.propose(
@@ -87,6 +93,7 @@ async def propose_release(
             announce_channel=ctx.catalog.channel_of_service(service),
             reason=reason,
             break_glass=break_glass,
+            thread_key=thread_key,
         )
     except ChangeRefused as refused:
         return Reply(text=refused.message)
@@ -116,6 +123,7 @@ async def start_rollback(
     to_revision: int | None = None,
     reason: str | None = None,
     break_glass: bool = False,
+    thread_key: str | None = None,
 ) -> Reply:
     """Plan and propose a rollback; used by `/platform rollback` and the alert's button.
 
@@ -128,7 +136,9 @@ async def start_rollback(
         return Reply(text=exc.message)
     except AutoSyncOn as on:
         return auto_sync_refusal(on, reason=reason)
-    return await propose_release(ctx, action, reason=reason, break_glass=break_glass)
+    return await propose_release(
+        ctx, action, reason=reason, break_glass=break_glass, thread_key=thread_key
+    )
 
 
 REASON_IN_BUTTON = 1800

@@ -20,7 +20,13 @@ class ReleaseDesk:
         self.ports = ports
 
     async def rollback(
-        self, asker: Asker, *, service: str, env: str, reason: str | None = None
+        self,
+        asker: Asker,
+        *,
+        service: str,
+        env: str,
+        reason: str | None = None,
+        thread_key: str | None = None,
     ) -> Reply:
         ctx = Context(
             user=asker.user,
@@ -29,4 +35,6 @@ class ReleaseDesk:
             request_key=asker.request_key,
             ports=self.ports,
         )
-        return await start_rollback(ctx, service=service, env=env, reason=reason)
+        return await start_rollback(
+            ctx, service=service, env=env, reason=reason, thread_key=thread_key
+        )

@@ -125,8 +125,12 @@ class Changes(Protocol):
         announce_channel: str | None = None,
         reason: str | None = None,
         break_glass: bool = False,
+        thread_key: str | None = None,
     ) -> Proposal:
         """`announce_channel` also gets the progress message (e.g. the service's channel).
+        With `thread_key` (the Messenger key of one of our messages in `reply_channel`,
+        e.g. an alert's thread), the approval card and the progress message are replies
+        in that message's thread instead of new channel messages.
         Raises ChangeRefused with a message for the requester."""
         ...
 
@@ -175,7 +179,11 @@ class Modals(Protocol):
 
     async def open(self, trigger_id: str, view: dict[str, Any]) -> str: ...
 
-    async def update(self, view_id: str, view: dict[str, Any]) -> None: ...
+    async def update(self, view_id: str, view: dict[str, Any], *, hash: str | None = None) -> bool:
+        """Replace an open modal; with `hash` (from the interaction), only if nobody
+        changed it since: False when Slack refuses a stale one (`hash_conflict`) or the
+        modal is gone."""
+        ...
 
 
 class RunControl(Protocol):
@@ -210,8 +218,15 @@ class Releases(Protocol):
     """What other features may ask of releases: the alert thread's Rollback button."""
 
     async def rollback(
-        self, asker: Asker, *, service: str, env: str, reason: str | None = None
+        self,
+        asker: Asker,
+        *,
+        service: str,
+        env: str,
+        reason: str | None = None,
+        thread_key: str | None = None,
     ) -> Reply:
         """Plan and propose a rollback exactly as `/platform rollback` does (rights,
-        approvals, Argo CD's auto-sync); every refusal is a Reply, never an exception."""
+        approvals, Argo CD's auto-sync); every refusal is a Reply, never an exception.
+        `thread_key`: its card and progress go in that thread of `asker.channel`."""
         ...

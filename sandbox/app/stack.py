@@ -139,7 +139,7 @@ async def sandbox_stack(
     """
     with tempfile.TemporaryDirectory(prefix="platform-bot-sandbox-") as scratch:
         async with contextlib.AsyncExitStack() as stack:
-            slack = SlackStandIn(workspace)
+            slack = SlackStandIn(workspace, socket_mode_enabled=socket_mode)
             gitlab = GitLabStandIn(token=GITLAB_TOKEN, groups=GITLAB_GROUPS)
             clusters = {
                 name: KubernetesStandIn(token=KUBERNETES_TOKEN, rollout_seconds=rollout_seconds)
@@ -198,8 +198,11 @@ async def sandbox_stack(
                 )
             await bot.start()
             stack.push_async_callback(bot.stop)
+            events_url = f"http://127.0.0.1:{bot.port}/slack/events"
+            if not socket_mode:  # as manifest.yml sets it: options load at the request URL
+                slack.options_load_url = events_url
             sender = SlackSender(
-                events_url=f"http://127.0.0.1:{bot.port}/slack/events",
+                events_url=events_url,
                 signing_secret=SIGNING_SECRET,
                 workspace=workspace,
                 standin=slack,

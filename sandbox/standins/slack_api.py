@@ -17,6 +17,13 @@ every call, and refuses what Slack refuses, the way Slack refuses it:
   ``action_id`` per block). A bad message is ``invalid_blocks``, a bad modal
   ``invalid_arguments``; both carry ``response_metadata.messages`` such as
   ``"[ERROR] no more than 50 items allowed [json-pointer:/blocks]"``.
+- Select menus: a static select holds at most 100 ``options`` or 100 ``option_groups``
+  of at most 100 options each; an ``external_select`` has no ``options`` of its own and is
+  refused unless the app has an Options Load URL (``options_load_url``) or Socket Mode
+  (``socket_mode_enabled``), where its ``block_suggestion`` requests go; an options
+  answer (``validate_options_response``) holds at most 100 options or groups. Inputs:
+  ``dispatch_action`` is a boolean; a plain-text input's ``min_length`` is 0..3000 and
+  ``max_length`` 1..3000.
 - ``chat.postMessage`` (and ``in_channel`` posts through a response_url) is limited per
   channel, one message a second with a short burst; past that it answers HTTP 429 with
   ``Retry-After`` (whole seconds) and ``{"ok": false, "error": "ratelimited"}``.
@@ -37,6 +44,17 @@ answers as quoted in public code, and where nothing was found it says "assumed")
   2000, block_id 255), .../actions-block (25 elements), .../header-block (150),
   https://docs.slack.dev/tools/node-slack-sdk/reference/types/interfaces/Button
   (text 75, value 2000, url 3000, action_id 255 and unique in its block)
+- Select menus: https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element
+  (static: at most 100 options, or option_groups; external: options from the app's
+  Options Load URL, ``min_query_length`` default 3),
+  https://docs.slack.dev/reference/block-kit/composition-objects/option-group-object (100
+  groups of 100 options, label 75),
+  https://docs.slack.dev/reference/interaction-payloads/block_suggestion-payload ("a
+  maximum of 100 options or option groups"), the Options Load URL setting in
+  https://docs.slack.dev/reference/app-manifest (settings.interactivity.message_menu_options_url)
+- Inputs: https://docs.slack.dev/reference/block-kit/blocks/input-block (label and hint
+  2000, ``dispatch_action`` boolean), https://docs.slack.dev/reference/block-kit/block-elements/plain-text-input-element
+  (min_length 0..3000, max_length 1..3000)
 - Views: https://api.slack.com/reference/surfaces/views (title, submit, close 24;
   100 blocks; private_metadata 3000; callback_id 255; submit needed with input blocks)
 - views.open/push errors: slack-api-ref methods/views/*.json (expired_trigger_id,
@@ -53,7 +71,10 @@ answers as quoted in public code, and where nothing was found it says "assumed")
   ``invalid_arguments`` ("must be less than 25 characters [json-pointer:/view/title/text]",
   "no more than 100 items allowed", "must define `submit` to use an `input` block in
   modals"); a reply's ts as thread_ts is ``invalid_thread_ts``; ``expired_url``.
-- Assumed: an unknown thread_ts is also ``invalid_thread_ts``; a worn-out response_url
+- Assumed: the wording of the refusal of an ``external_select`` without an Options Load
+  URL (a modal with one is reported to fail with ``invalid_arguments``), of "must
+  provide either options or option_groups" and of an out-of-range input length; an
+  unknown thread_ts is also ``invalid_thread_ts``; a worn-out response_url
   answers HTTP 404 ``used_url`` / ``expired_url`` (reports differ on the status); a
   response_url refuses bad content with HTTP 400; the wording of "duplicate block_id",
   "duplicate action_id" and "must be a valid enum value".
@@ -365,25 +386,51 @@ _MESSAGE_BLOCKS = frozenset(
 _VIEW_BLOCKS = _MESSAGE_BLOCKS - {"markdown"}
 
 
-def validate_message_blocks(blocks: Any) -> list[str]:
-    """Slack's complaints about a message's ``blocks`` (empty when Slack would accept them)."""
-    checker = _Checker(_MESSAGE_BLOCKS)
+_EXTERNAL = frozenset({"external_select", "multi_external_select"})
+_STATIC = frozenset({"static_select", "multi_static_select"})
+MAX_OPTIONS = 100
+"""Options in a static select, options or option groups in an options answer."""
+
+
+def validate_message_blocks(blocks: Any, *, external_options: bool = True) -> list[str]:
+    """Slack's complaints about a message's ``blocks`` (empty when Slack would accept them).
+
+    ``external_options``: the app has an Options Load URL (or Socket Mode).
+    """
+    checker = _Checker(_MESSAGE_BLOCKS, external_options=external_options)
     checker.blocks(blocks, "/blocks", max_items=MESSAGE_MAX_BLOCKS)
     return checker.problems
 
 
-def validate_view(view: Any) -> list[str]:
+def validate_view(view: Any, *, external_options: bool = True) -> list[str]:
     """Slack's complaints about a modal ``view`` (empty when Slack would accept it)."""
-    checker = _Checker(_VIEW_BLOCKS)
+    checker = _Checker(_VIEW_BLOCKS, external_options=external_options)
     checker.view(view, "/view")
+    return checker.problems
+
+
+def validate_options_response(answer: Any) -> list[str]:
+    """Slack's complaints about an app's answer to a ``block_suggestion`` request: an
+    object with ``options`` or ``option_groups``, at most 100 of either."""
+    checker = _Checker(_VIEW_BLOCKS)
+    if not isinstance(answer, dict):
+        checker.fail("must be an object", "")
+    elif "option_groups" in answer:
+        checker.option_groups(answer["option_groups"], "/option_groups")
+    elif "options" in answer:
+        if answer["options"] != []:
+            checker.options(answer["options"], "/options", MAX_OPTIONS)
+    else:
+        checker.fail("must provide either options or option_groups", "")
     return checker.problems
 
 
 class _Checker:
     """Collects problems worded like Slack's: ``<what> [json-pointer:<where>]``."""
 
-    def __init__(self, block_types: frozenset[str]) -> None:
+    def __init__(self, block_types: frozenset[str], *, external_options: bool = True) -> None:
         self.block_types = block_types
+        self.external_options = external_options
         self.problems: list[str] = []
 
     def fail(self, what: str, where: str) -> None:
@@ -526,6 +573,8 @@ class _Checker:
         element = self.required(block, "element", where)
         if element is not None:
             self.element(element, f"{where}/element", _IN_INPUT, set())
+        if "dispatch_action" in block and not isinstance(block["dispatch_action"], bool):
+            self.fail("must be a boolean", f"{where}/dispatch_action")
         if "hint" in block:
             self.text(block["hint"], f"{where}/hint", max_len=2000, plain_only=True)
 
@@ -575,8 +624,65 @@ class _Checker:
         else:
             if "placeholder" in element:
                 self.text(element["placeholder"], f"{where}/placeholder", max_len=150)
-            if "options" in element:
+            if kind in _EXTERNAL:
+                self.external_select(element, where)
+            elif kind in _STATIC:
+                self.static_select(element, where)
+            elif "options" in element:
                 self.options(element["options"], f"{where}/options", _MAX_OPTIONS.get(kind, 100))
+            if "initial_option" in element:
+                self.option(element["initial_option"], f"{where}/initial_option")
+            if kind == "plain_text_input":
+                self.text_input(element, where)
+
+    def static_select(self, element: dict[str, Any], where: str) -> None:
+        if "options" in element and "option_groups" in element:
+            self.fail("invalid additional property: option_groups", where)
+        elif "options" in element:
+            self.options(element["options"], f"{where}/options", MAX_OPTIONS)
+        elif "option_groups" in element:
+            self.option_groups(element["option_groups"], f"{where}/option_groups")
+        else:
+            self.fail("must provide either options or option_groups", where)
+
+    def external_select(self, element: dict[str, Any], where: str) -> None:
+        for key in ("options", "option_groups"):
+            if key in element:
+                self.fail(f"invalid additional property: {key}", where)
+        length = element.get("min_query_length", 3)
+        if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+            self.fail("must be a non-negative integer", f"{where}/min_query_length")
+        if not self.external_options:
+            self.fail(
+                "an external select needs the app's Options Load URL"
+                " (Interactivity & Shortcuts: Select Menus)",
+                where,
+            )
+
+    def text_input(self, element: dict[str, Any], where: str) -> None:
+        for key, low in (("min_length", 0), ("max_length", 1)):
+            if key not in element:
+                continue
+            value = element[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 3000:
+                self.fail(f"must be between {low} and 3000", f"{where}/{key}")
+        if "initial_value" in element:
+            self.string(element["initial_value"], f"{where}/initial_value", max_len=3000)
+
+    def option_groups(self, groups: Any, where: str) -> None:
+        if not self.items(groups, where, max_items=MAX_OPTIONS):
+            return
+        for index, group in enumerate(groups):
+            at = f"{where}/{index}"
+            if not isinstance(group, dict):
+                self.fail("must be an object", at)
+                continue
+            label = self.required(group, "label", at)
+            if label is not None:
+                self.text(label, f"{at}/label", max_len=75, plain_only=True)
+            options = self.required(group, "options", at)
+            if options is not None:
+                self.options(options, f"{at}/options", MAX_OPTIONS)
 
     def button(self, button: dict[str, Any], where: str) -> None:
         text = self.required(button, "text", where)
@@ -595,16 +701,18 @@ class _Checker:
         if not self.items(options, where, max_items=max_items):
             return
         for index, option in enumerate(options):
-            at = f"{where}/{index}"
-            if not isinstance(option, dict):
-                self.fail("must be an object", at)
-                continue
-            text = self.required(option, "text", at)
-            if text is not None:
-                self.text(text, f"{at}/text", max_len=75)
-            value = self.required(option, "value", at)
-            if value is not None:
-                self.string(value, f"{at}/value", max_len=150)
+            self.option(option, f"{where}/{index}")
+
+    def option(self, option: Any, at: str) -> None:
+        if not isinstance(option, dict):
+            self.fail("must be an object", at)
+            return
+        text = self.required(option, "text", at)
+        if text is not None:
+            self.text(text, f"{at}/text", max_len=75)
+        value = self.required(option, "value", at)
+        if value is not None:
+            self.string(value, f"{at}/value", max_len=150)
 
     def view(self, view: Any, where: str) -> None:
         if not isinstance(view, dict):
@@ -657,9 +765,15 @@ class SlackStandIn(LoopbackServer):
         channel_burst: int = 3,
         trigger_ttl_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
+        options_load_url: str | None = None,
+        socket_mode_enabled: bool = False,
     ) -> None:
         super().__init__()
         self.workspace = workspace
+        self.options_load_url = options_load_url
+        """The app's Options Load URL, where external selects' block_suggestion go."""
+        self.socket_mode_enabled = socket_mode_enabled
+        """With Socket Mode on, those requests arrive over the socket instead."""
         self._rate = channel_rate_per_s
         self._burst = channel_burst
         self._trigger_ttl = trigger_ttl_s
@@ -708,6 +822,11 @@ class SlackStandIn(LoopbackServer):
     def api_url(self) -> str:
         """What the bot uses as SLACK_API_URL; slack_sdk appends the method name."""
         return f"{self.base_url}/api/"
+
+    @property
+    def external_options(self) -> bool:
+        """Whether external selects can get their options (a URL, or Socket Mode)."""
+        return bool(self.options_load_url) or self.socket_mode_enabled
 
     # what tests read
 
@@ -863,7 +982,9 @@ class SlackStandIn(LoopbackServer):
             self.close_view(view_id, clear=True)
         elif action in ("update", "push") and isinstance(answer, dict):
             view = answer.get("view")
-            if not isinstance(view, dict) or validate_view(view):
+            if not isinstance(view, dict) or validate_view(
+                view, external_options=self.external_options
+            ):
                 return
             opened = self.views[view_id]
             if action == "update":
@@ -1302,7 +1423,9 @@ class SlackStandIn(LoopbackServer):
         if args.get("blocks") not in (None, "", []):
             if isinstance(args["blocks"], str):
                 raise _Refusal("invalid_blocks_format")
-            problems = validate_message_blocks(args["blocks"])
+            problems = validate_message_blocks(
+                args["blocks"], external_options=self.external_options
+            )
             if problems:
                 raise _Refusal("invalid_blocks", messages=problems)
             blocks = _with_block_ids(args["blocks"])
@@ -1320,7 +1443,7 @@ class SlackStandIn(LoopbackServer):
     def _view_arg(self, args: dict[str, Any], *, new: bool) -> dict[str, Any]:
         """The ``view`` argument, checked; a new view may not reuse an open external_id."""
         view = args.get("view")
-        problems = validate_view(view)
+        problems = validate_view(view, external_options=self.external_options)
         if problems:
             raise _Refusal("invalid_arguments", messages=problems)
         assert isinstance(view, dict)

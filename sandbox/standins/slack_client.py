@@ -16,6 +16,11 @@ Sources:
   https://docs.slack.dev/interactivity/handling-user-interaction,
   https://docs.slack.dev/reference/interaction-payloads/block_actions-payload,
   https://docs.slack.dev/reference/interaction-payloads/view-interactions-payload
+- Options requests for external selects (``block_suggestion``, sent to the app's Options
+  Load URL, or over the socket; not before ``min_query_length`` characters, default 3;
+  the answer holds at most 100 options or option groups):
+  https://docs.slack.dev/reference/interaction-payloads/block_suggestion-payload,
+  https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element
 - Events API envelope and retry headers (``X-Slack-Retry-Num``, ``X-Slack-Retry-Reason``):
   https://docs.slack.dev/apis/events-api/ and https://api.slack.com/types/event
 - Socket Mode envelopes (``slash_commands``, ``interactive``, ``events_api``):
@@ -36,7 +41,12 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from sandbox.standins.slack_api import SlackStandIn, SlackUser, Workspace
+from sandbox.standins.slack_api import (
+    SlackStandIn,
+    SlackUser,
+    Workspace,
+    validate_options_response,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,20 @@ class BotResponse:
     def json(self) -> Any:
         """The body parsed as JSON; None for an empty body."""
         return json.loads(self.body) if self.body.strip() else None
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """What an external select shows after an options request: the bot's options, or
+    none when Slack could not use the answer (``problems`` says why)."""
+
+    response: BotResponse
+    options: list[dict[str, Any]]
+    problems: list[str]
+
+    @property
+    def values(self) -> list[str]:
+        return [str(option.get("value")) for option in self.options]
 
 
 class SlackSender:
@@ -144,12 +168,15 @@ class SlackSender:
         team_id: str | None = None,
         timestamp: int | None = None,
         signature: str | None = None,
+        selected_option: dict[str, Any] | None = None,
     ) -> BotResponse:
         """``user`` clicked the button ``action_id`` in a message or in an open modal.
 
         With a stand-in, the message (``channel`` + ``message_ts``) or modal (``view_id``)
         must exist and hold that button, as on a real screen; ``value`` and ``block_id``
         default to the button's own. ``team_id`` overrides the team (foreign clicks).
+        ``selected_option`` is a choice made in a select (with ``dispatch_action`` in an
+        input block, Slack sends it at once, with the view and its state).
         """
         who = self.workspace.user(user)
         payload: dict[str, Any] = {
@@ -206,8 +233,79 @@ class SlackSender:
                 value = element.get("value")
         if value is not None:
             action["value"] = value
+        if selected_option is not None:
+            action["selected_option"] = selected_option
+            if view_id is not None:
+                state = {"type": action["type"], "selected_option": selected_option}
+                values = {action["block_id"]: {action_id: state}}
+                payload["view"] = {**payload["view"], "state": {"values": values}}
         payload["actions"] = [action]
         return await self._interaction(payload, timestamp, signature)
+
+    async def block_suggestion(
+        self,
+        *,
+        user: str,
+        action_id: str,
+        value: str,
+        view_id: str,
+        block_id: str | None = None,
+        timestamp: int | None = None,
+        signature: str | None = None,
+    ) -> Suggestions:
+        """``user`` opened (or typed ``value`` into) the external select ``action_id`` in
+        the open modal ``view_id``: Slack asks the app for options, and shows them.
+
+        Refuses (ValueError) what Slack would never send: a request for a select that is
+        not external, or before ``min_query_length`` characters were typed.
+        """
+        standin = self._need_standin()
+        who = self.workspace.user(user)
+        view = standin.views[view_id].view
+        element, found_block_id = _find_element(view["blocks"], action_id, block_id)
+        if element.get("type") not in ("external_select", "multi_external_select"):
+            raise ValueError(f"{action_id!r} is a {element.get('type')}, not an external select")
+        if not standin.external_options:
+            raise ValueError("the app has no Options Load URL (nor Socket Mode) to ask")
+        if len(value) < int(element.get("min_query_length", 3)):
+            raise ValueError(
+                f"Slack asks for options after {element.get('min_query_length', 3)} characters"
+            )
+        payload: dict[str, Any] = {
+            "type": "block_suggestion",
+            "user": self._user_ref(who, None),
+            "container": {"type": "view", "view_id": view_id},
+            "api_app_id": self.workspace.app_id,
+            "token": self._token,
+            "action_id": action_id,
+            "block_id": found_block_id,
+            "value": value,
+            "team": self._team_ref(None),
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": view,
+        }
+        response = await self._interaction(payload, timestamp, signature)
+        answer: Any = None
+        problems: list[str] = []
+        if response.status != 200:
+            problems = [f"HTTP {response.status}"]
+        else:
+            try:
+                answer = response.json()
+            except ValueError:
+                problems = ["the answer is not JSON"]
+            else:
+                problems = validate_options_response(answer)
+        if problems:
+            return Suggestions(response, [], problems)
+        groups = answer.get("option_groups")
+        options = (
+            [o for group in groups for o in group["options"]]
+            if groups is not None
+            else answer["options"]
+        )
+        return Suggestions(response, list(options), [])
 
     async def view_submission(
         self,

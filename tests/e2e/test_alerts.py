@@ -107,6 +107,11 @@ def parents(stack: SandboxStack, channel: str) -> list[Message]:
     ]
 
 
+def top_level(stack: SandboxStack, channel: str) -> list[str]:
+    """The ts of every message in the channel that is not a thread reply."""
+    return [m.ts for m in stack.slack.messages.get(channel, []) if m.thread_ts is None]
+
+
 def replies(stack: SandboxStack, channel: str, parent: Message) -> list[Message]:
     return [m for m in stack.slack.thread(channel, parent.ts) if m.ts != parent.ts]
 
@@ -306,12 +311,18 @@ async def test_ack_shows_on_the_parent_and_outsiders_are_refused(stack: SandboxS
     refusal = await eventually(lambda: [e for e in stack.slack.ephemerals[mark:]])
     assert refusal[0].text.startswith("Only members of *payments*")
 
+    assert "alert.ack" in _buttons(parent)
     await stack.sender.block_actions(
         user="alice", action_id="alert.ack", channel="C01PAYMENTS", message_ts=parent.ts
     )
     await eventually(
         lambda: "*Acked by* <@U01ALICE>" in shown(stack.slack.message("C01PAYMENTS", parent.ts))
     )
+    acked = stack.slack.message("C01PAYMENTS", parent.ts)
+    assert "alert.ack" not in _buttons(acked)  # the Ack button became "Acked by @alice"
+    assert {"alert.silence", "alert.rollback"} <= _buttons(acked)
+    [line] = [b for b in acked.blocks if b["type"] == "context" and "Acked" in json.dumps(b)]
+    assert line["elements"][0]["text"].startswith(":eyes: *Acked by* <@U01ALICE> at ")
 
 
 def _buttons(message: Message) -> set[str]:
@@ -333,10 +344,32 @@ async def test_rollback_button_starts_the_rollback_flow_with_approval(stack: San
     reply = await eventually(lambda: [e for e in stack.slack.ephemerals[mark:]])
     assert reply[0].text.startswith("*Waiting for approval* (rule `prod-changes`)")
     assert "roll back checkout in prod" in reply[0].text
-    note = await eventually(
-        lambda: [m for m in replies(stack, "C01PAYMENTS", parent) if "rollback" in m.text]
+    # The note and then the approval card are replies in the alert's thread...
+    card = await eventually(
+        lambda: [
+            m for m in replies(stack, "C01PAYMENTS", parent) if "approval.approve" in _buttons(m)
+        ]
     )
+    thread = replies(stack, "C01PAYMENTS", parent)
+    note = [m for m in thread if m.text.startswith(":rewind:")]
     assert note[0].text.startswith(":rewind: <@U01ALICE> asked for a rollback of `checkout`")
+    assert thread.index(note[0]) < thread.index(card[0])
+    assert "roll back checkout in prod" in card[0].text
+    # ...not new messages in the channel (the channel holds the alert's parent only).
+    assert top_level(stack, "C01PAYMENTS") == [parent.ts]
+
+    # Approved in the thread, the Run's progress is told there too.
+    await stack.sender.block_actions(
+        user="bob", action_id="approval.approve", channel="C01PAYMENTS", message_ts=card[0].ts
+    )
+    await eventually(
+        lambda: [
+            m
+            for m in replies(stack, "C01PAYMENTS", parent)
+            if m.text.startswith(("*Running*", "*Done*", "*Failed*", "*Queued*"))
+        ]
+    )
+    assert top_level(stack, "C01PAYMENTS") == [parent.ts]
 
 
 async def test_two_replicas_receiving_the_same_notification_make_one_thread(

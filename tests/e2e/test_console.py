@@ -369,6 +369,28 @@ async def test_a_modal_is_filled_field_by_field(stack: SandboxStack) -> None:
     assert con.modal is None and not stack.slack.views
 
 
+async def test_the_new_service_modal_searches_its_menus_and_shows_one_template(
+    stack: SandboxStack,
+) -> None:
+    out: list[str] = []
+    con = console(stack, out)
+    await play(con, "/platform new-service")
+    assert con.prompt() == "  Template* (type to search): "
+    assert not [line for line in out if "Node.js version" in line]  # no template chosen yet
+    with pytest.raises(ScriptFailed, match=r"Which one\? node-postgres, python-fastapi"):
+        await play(con, "rest")  # both titles say "REST API"
+    out.clear()
+    await play(con, "node")  # the bot's menu offers node-postgres only: chosen, modal updated
+
+    shown = "\n".join(out)
+    assert "Node.js version" in shown and "Python version" not in shown
+    assert con.prompt() == "  Service name*: "
+    await play(con, "ledger", "pay", "-", "-", "-")  # team searched; the rest as offered
+    assert con.modal is None and not stack.slack.views
+    submitted = [c for c in stack.slack.calls_to("views.update") if c.ok]
+    assert len(submitted) == 1
+
+
 async def test_a_modal_can_be_cancelled_and_answers_checked(stack: SandboxStack) -> None:
     out: list[str] = []
     con = console(stack, out)

@@ -160,3 +160,31 @@ async def test_socket_mode_end_to_end(database_url: str) -> None:
         seen = await chat.say("whoami", as_user="bob")
         assert "`sre`" in seen.text
         assert stack.slack.calls_to("apps.connections.open")
+
+
+async def test_socket_mode_serves_the_modal_menus_over_the_socket(database_url: str) -> None:
+    """No options load URL in Socket Mode: block_suggestion and the template's
+    block_actions arrive over the socket, and are answered there."""
+    async with sandbox_stack(database_url=database_url, socket_mode=True) as stack:
+        await stack.slack.wait_for_socket_connection(timeout=5)
+        assert stack.slack.options_load_url is None
+        seen = await Chat(stack).say("new-service")
+        assert seen.text.startswith("Fill in the form"), seen.text
+        (view_id,) = stack.slack.views
+        teams = await stack.sender.block_suggestion(
+            user="alice", action_id="new_service.team", value="s", view_id=view_id
+        )
+        assert teams.values == ["search", "sre", "payments"]  # "s…" first, then the rest
+        paths = await stack.sender.block_suggestion(
+            user="alice", action_id="new_service.template", value="fast", view_id=view_id
+        )
+        assert paths.values == ["python-fastapi"]
+        await stack.sender.block_actions(
+            user="alice",
+            action_id="new_service.template",
+            view_id=view_id,
+            selected_option=paths.options[0],
+        )
+        assert (await stack.slack.wait_for("views.update")).ok
+        blocks = [b["block_id"] for b in stack.slack.views[view_id].view["blocks"]]
+        assert "param.python-fastapi.python_version" in blocks

@@ -33,6 +33,7 @@ from sandbox.standins.slack_api import (
     SlackUserGroup,
     Workspace,
     validate_message_blocks,
+    validate_options_response,
     validate_view,
 )
 from sandbox.standins.slack_client import SlackSender
@@ -100,6 +101,36 @@ def modal(blocks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         "submit": {"type": "plain_text", "text": "Create"},
         "blocks": blocks,
         **extra,
+    }
+
+
+def option(length: int = 5, value: str = "v") -> dict[str, Any]:
+    return {"text": {"type": "plain_text", "text": "o" * length}, "value": value}
+
+
+def static_select(count: int, action_id: str = "s") -> dict[str, Any]:
+    options = [option(value=f"v{i}") for i in range(count)]
+    return {"type": "static_select", "action_id": action_id, "options": options}
+
+
+def grouped_select(*, groups: int = 1, per_group: int = 1) -> dict[str, Any]:
+    group = {
+        "label": {"type": "plain_text", "text": "g"},
+        "options": [option(value=f"v{i}") for i in range(per_group)],
+    }
+    return {"type": "static_select", "action_id": "s", "option_groups": [group] * groups}
+
+
+def external_select(action_id: str = "team", **extra: Any) -> dict[str, Any]:
+    return {"type": "external_select", "action_id": action_id, **extra}
+
+
+def input_block(element: dict[str, Any], block_id: str = "b") -> dict[str, Any]:
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": "Label"},
+        "element": element,
     }
 
 
@@ -368,6 +399,40 @@ async def test_a_3001_character_section_is_refused(slack: AsyncWebClient) -> Non
         (
             [{"type": "input", "label": {"type": "plain_text", "text": "l" * 2001}, "element": {}}],
             "must be less than 2001 characters [json-pointer:/blocks/0/label/text]",
+        ),
+        (
+            [{"type": "actions", "elements": [static_select(101)]}],
+            "no more than 100 items allowed [json-pointer:/blocks/0/elements/0/options]",
+        ),
+        (
+            [{"type": "actions", "elements": [grouped_select(groups=101)]}],
+            "no more than 100 items allowed [json-pointer:/blocks/0/elements/0/option_groups]",
+        ),
+        (
+            [{"type": "actions", "elements": [grouped_select(per_group=101)]}],
+            "no more than 100 items allowed"
+            " [json-pointer:/blocks/0/elements/0/option_groups/0/options]",
+        ),
+        (
+            [{"type": "actions", "elements": [{"type": "static_select", "action_id": "s"}]}],
+            "must provide either options or option_groups [json-pointer:/blocks/0/elements/0]",
+        ),
+        (
+            [{"type": "actions", "elements": [{**static_select(1), "type": "external_select"}]}],
+            "invalid additional property: options [json-pointer:/blocks/0/elements/0]",
+        ),
+        (
+            [{"type": "actions", "elements": [{**static_select(1), "initial_option": option(76)}]}],
+            "must be less than 76 characters"
+            " [json-pointer:/blocks/0/elements/0/initial_option/text/text]",
+        ),
+        (
+            [input_block({"type": "plain_text_input", "action_id": "v", "max_length": 3001})],
+            "must be between 1 and 3000 [json-pointer:/blocks/0/element/max_length]",
+        ),
+        (
+            [{**input_block(static_select(2)), "dispatch_action": "yes"}],
+            "must be a boolean [json-pointer:/blocks/0/dispatch_action]",
         ),
     ],
 )
@@ -804,3 +869,116 @@ async def test_sender_in_socket_mode_returns_the_ack(standin: SlackStandIn) -> N
             assert standin.socket.envelopes[-1]["payload"]["user_id"] == "U0CAROL"
         finally:
             await client.close()
+
+
+# --- select menus and their options -------------------------------------------------------
+
+
+def test_a_static_select_holds_100_options_and_groups_of_100() -> None:
+    assert validate_message_blocks([{"type": "actions", "elements": [static_select(100)]}]) == []
+    grouped = grouped_select(groups=100, per_group=100)
+    assert validate_message_blocks([{"type": "actions", "elements": [grouped]}]) == []
+
+
+async def test_an_external_select_needs_an_options_load_url(
+    slack: AsyncWebClient, standin: SlackStandIn
+) -> None:
+    view = modal([input_block(external_select(min_query_length=0), "team")])
+    refused = await refusal(slack.views_open(trigger_id=standin.issue_trigger_id(), view=view))
+    assert refused.response["error"] == "invalid_arguments"
+    assert refused.response["response_metadata"]["messages"] == [
+        "[ERROR] an external select needs the app's Options Load URL (Interactivity &"
+        " Shortcuts: Select Menus) [json-pointer:/view/blocks/0/element]"
+    ]
+    message = await refusal(
+        slack.chat_postMessage(
+            channel="C0PAY", text="x", blocks=[{"type": "actions", "elements": [external_select()]}]
+        )
+    )
+    assert message.response["error"] == "invalid_blocks"
+
+    standin.options_load_url = "https://bot.test/slack/events"
+    assert (await slack.views_open(trigger_id=standin.issue_trigger_id(), view=view))["ok"]
+    standin.options_load_url, standin.socket_mode_enabled = None, True  # over the socket
+    assert (await slack.views_open(trigger_id=standin.issue_trigger_id(), view=view))["ok"]
+
+
+def test_an_options_answer_holds_at_most_100() -> None:
+    hundred = {"options": [option(value=f"v{i}") for i in range(100)]}
+    assert validate_options_response(hundred) == []
+    assert validate_options_response({"options": []}) == []
+    assert validate_options_response({"options": hundred["options"] * 2}) == [
+        "no more than 100 items allowed [json-pointer:/options]"
+    ]
+    assert validate_options_response({"option_groups": grouped_select()["option_groups"]}) == []
+    assert validate_options_response({}) == [
+        "must provide either options or option_groups [json-pointer:]"
+    ]
+
+
+async def test_block_suggestion_is_signed_and_shows_only_a_valid_answer(
+    sender: SlackSender, bot: FakeBotEndpoint, standin: SlackStandIn, slack: AsyncWebClient
+) -> None:
+    standin.options_load_url = bot.url
+    view = modal(
+        [
+            input_block(external_select("team", min_query_length=0), "team"),
+            input_block(external_select("service"), "service"),
+        ]
+    )
+    opened = await slack.views_open(trigger_id=standin.issue_trigger_id(user="U0ALICE"), view=view)
+    view_id = opened["view"]["id"]
+
+    bot.reply = json.dumps({"options": [option(value="payments")]})
+    shown = await sender.block_suggestion(
+        user="alice", action_id="team", value="pay", view_id=view_id
+    )
+    assert shown.values == ["payments"] and shown.problems == []
+    sent = bot.received[-1]
+    assert SignatureVerifier(SIGNING_SECRET).is_valid_request(sent.body, sent.headers)
+    payload = json.loads(parse_qs(sent.body.decode())["payload"][0])
+    assert (payload["type"], payload["action_id"], payload["block_id"], payload["value"]) == (
+        "block_suggestion",
+        "team",
+        "team",
+        "pay",
+    )
+    assert payload["view"]["id"] == view_id and payload["user"]["id"] == "U0ALICE"
+
+    bot.reply = json.dumps({"options": [option(value=f"t{i}") for i in range(101)]})
+    too_many = await sender.block_suggestion(
+        user="alice", action_id="team", value="", view_id=view_id
+    )
+    assert too_many.options == [] and too_many.problems
+
+    with pytest.raises(ValueError, match="after 3 characters"):  # the default minimum
+        await sender.block_suggestion(
+            user="alice", action_id="service", value="ch", view_id=view_id
+        )
+
+
+async def test_a_dispatching_select_sends_block_actions_with_the_view_hash_and_state(
+    sender: SlackSender, bot: FakeBotEndpoint, standin: SlackStandIn, slack: AsyncWebClient
+) -> None:
+    view = modal(
+        [{**input_block(static_select(3, "template"), "template"), "dispatch_action": True}]
+    )
+    opened = await slack.views_open(trigger_id=standin.issue_trigger_id(user="U0ALICE"), view=view)
+    chosen = option(value="v1")
+    await sender.block_actions(
+        user="alice", action_id="template", view_id=opened["view"]["id"], selected_option=chosen
+    )
+    payload = json.loads(parse_qs(bot.received[-1].body.decode())["payload"][0])
+    assert payload["view"]["hash"] == opened["view"]["hash"]
+    [action] = payload["actions"]
+    assert (action["type"], action["selected_option"]) == ("static_select", chosen)
+    assert payload["view"]["state"]["values"] == {
+        "template": {"template": {"type": "static_select", "selected_option": chosen}}
+    }
+    updated = await slack.views_update(
+        view_id=opened["view"]["id"], hash=payload["view"]["hash"], view=modal([section("x")])
+    )
+    stale = await refusal(
+        slack.views_update(view_id=updated["view"]["id"], hash=payload["view"]["hash"], view=view)
+    )
+    assert stale.response["error"] == "hash_conflict"

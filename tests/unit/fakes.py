@@ -163,13 +163,16 @@ class FakeMessenger:
 class FakeModals:
     def __init__(self) -> None:
         self.opened: list[dict[str, Any]] = []
+        self.updates: list[tuple[str, str | None]] = []
 
     async def open(self, trigger_id: str, view: dict[str, Any]) -> str:
         self.opened.append(view)
         return f"V{len(self.opened)}"
 
-    async def update(self, view_id: str, view: dict[str, Any]) -> None:
+    async def update(self, view_id: str, view: dict[str, Any], *, hash: str | None = None) -> bool:
         self.opened.append(view)
+        self.updates.append((view_id, hash))
+        return True
 
 
 class FakeChanges:
@@ -379,11 +382,19 @@ class FakeReleases:
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, str, str | None]] = []
+        self.threads: list[str | None] = []
 
     async def rollback(
-        self, asker: Any, *, service: str, env: str, reason: str | None = None
+        self,
+        asker: Any,
+        *,
+        service: str,
+        env: str,
+        reason: str | None = None,
+        thread_key: str | None = None,
     ) -> Any:
         from kernel.interactions import Reply
 
         self.asked.append((service, env, reason))
+        self.threads.append(thread_key)
         return Reply(text=f"rollback of {service} in {env} asked")

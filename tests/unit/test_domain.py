@@ -292,6 +292,8 @@ def test_code_cannot_be_broken_out_of(text: str) -> None:
         ("abcd&amp;xyz", 10, "abcd&amp;…"),  # whole entity fits
         ("&lt;&lt;&lt;", 7, "&lt;…"),
         ("abc", 1, "…"),
+        ("by <@U01ALICE> at 4", 10, "by …"),  # never half a mention
+        ("see <https://x.test/a|docs>", 20, "see …"),  # nor half a link
     ],
 )
 def test_truncate(text: str, limit: int, cut: str) -> None:

@@ -193,6 +193,10 @@ def manifest_problems(data: Any) -> list[str]:
             urls["settings.event_subscriptions.request_url"] = events.request_url
         if settings.interactivity and settings.interactivity.is_enabled:
             urls["settings.interactivity.request_url"] = settings.interactivity.request_url
+            # the modals' external_select menus load their options from this URL
+            urls["settings.interactivity.message_menu_options_url"] = (
+                settings.interactivity.message_menu_options_url
+            )
         for where, url in urls.items():
             if not url:
                 problems.append(f"{where}: required unless socket_mode_enabled")
@@ -326,7 +330,12 @@ def test_request_url_and_health_paths_are_served() -> None:
     from app.http import build_web_app
     from engine.metrics import Metrics
 
-    app = build_web_app(bolt=object(), db=None, metrics=Metrics())  # type: ignore[arg-type]
+    app = build_web_app(
+        bolt=object(),  # type: ignore[arg-type]
+        db=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+        signing_secret="s3cret",
+    )
     routes = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
     assert ("POST", EVENTS_PATH) in routes
     assert ("GET", "/healthz") in routes

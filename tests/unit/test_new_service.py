@@ -20,13 +20,13 @@ from features.kit.commands import Arguments
 from features.kit.context import Context, Ports
 from features.new_service.cleanup import CleanUpButton, CleanUpExecutor
 from features.new_service.command import NewServiceCommand
-from features.new_service.modal import NewServiceForm
+from features.new_service.modal import NewServiceForm, TeamOptions, TemplateChosen, TemplateOptions
 from features.new_service.provisioning import NewServiceExecutor
 from features.new_service.request import CleanUpService, NewService, name_problem
 from kernel.actions import Action, Step, StepContext
 from kernel.errors import AdapterError, StepFailed, UsageError
 from kernel.ids import RunId, SlackChannelId, SlackTeamId
-from kernel.interactions import Click, Submission
+from kernel.interactions import Click, OpenModal, OptionsRequest, Submission
 from kernel.ports.systems import (
     Adapters,
     CiVariable,
@@ -464,7 +464,7 @@ async def test_no_arguments_open_the_modal(world: World) -> None:
     assert said.startswith("Fill in the form")
     (view,) = world.modals.opened
     ids = [b["block_id"] for b in view["blocks"]]
-    assert ids == [
+    assert ids == [  # the only template is chosen already, so its fields show
         "template",
         "name",
         "team",
@@ -472,11 +472,88 @@ async def test_no_arguments_open_the_modal(world: World) -> None:
         "param.tiny-api.port",
         "param.tiny-api.runtime",
     ]
+    template = view["blocks"][0]
+    assert template["dispatch_action"] is True
+    assert template["element"]["type"] == "external_select"
+    assert template["element"]["initial_option"]["value"] == "tiny-api"
     team = view["blocks"][2]["element"]
+    assert team["type"] == "external_select" and "options" not in team
+    assert team["min_query_length"] == 0  # the list shows as soon as it opens
     assert team["initial_option"]["value"] == "payments"  # alice's team first
-    assert [o["value"] for o in team["options"]] == ["payments", "search", "sre"]
     assert view["blocks"][5]["element"]["initial_option"]["value"] == "22"
     assert view["private_metadata"] == '{"channel": "C01PAYMENTS"}'
+
+
+def add_template(world: World, name: str, *, parameters: str = "") -> None:
+    folder = Path(world.catalog.model.templates_dir or "") / name
+    (folder / "skeleton").mkdir(parents=True)
+    (folder / "template.yml").write_text(
+        f"name: {name}\ntitle: {name.title()}\ndescription: d\nparameters:{parameters or ' []'}\n"
+    )
+    (folder / "skeleton" / "README.md").write_text("# {{ service }}\n")
+
+
+async def test_with_several_templates_the_modal_shows_fields_once_one_is_chosen(
+    world: World,
+) -> None:
+    add_template(world, "worker", parameters="\n  - name: queue\n    type: string\n")
+    await typed(world, "")
+    (view,) = world.modals.opened
+    ids = [b["block_id"] for b in view["blocks"]]
+    assert ids[:4] == ["template", "name", "team", "description"]
+    assert ids[4:] == ["choose_template"]  # a line saying what comes
+    assert "initial_option" not in view["blocks"][0]["element"]
+
+    opened = OpenModal(
+        id="V1",
+        hash="1712.abc",
+        private_metadata=view["private_metadata"],
+        values={"template": "worker", "name": "jobs", "team": "search", "description": "d"},
+    )
+    await TemplateChosen().click(
+        world.context(), modal_click("new_service.template", "worker", opened)
+    )
+    assert world.modals.updates == [("V1", "1712.abc")]  # a stale view is refused by hash
+    updated = world.modals.opened[-1]
+    ids = [b["block_id"] for b in updated["blocks"]]
+    assert [i for i in ids if i.startswith("param.")] == ["param.worker.queue"]
+    by_id = {b["block_id"]: b for b in updated["blocks"]}
+    assert by_id["name"]["element"]["initial_value"] == "jobs"  # what was typed stays
+    assert by_id["team"]["element"]["initial_option"]["value"] == "search"
+    assert by_id["template"]["element"]["initial_option"]["value"] == "worker"
+    assert updated["private_metadata"] == view["private_metadata"]
+
+
+def modal_click(action_id: str, value: str, modal: OpenModal | None = None) -> Click:
+    return Click(
+        user=ALICE,
+        team=SlackTeamId("T0SANDBOX"),
+        action_id=action_id,
+        value=value,
+        channel=None,
+        message_ts=None,
+        response_url=None,
+        trigger_id=None,
+        modal=modal,
+    )
+
+
+async def test_the_team_menu_serves_at_most_100_matching_teams(world: World) -> None:
+    teams = {f"team-{i:03}": world.catalog.model.teams["payments"] for i in range(500)}
+    model = world.catalog.model.model_copy(update={"teams": {**world.catalog.model.teams, **teams}})
+    world.catalog = Catalog(model)
+    ctx = world.context()
+
+    def request(query: str) -> OptionsRequest:
+        return OptionsRequest(ALICE, SlackTeamId("T0"), "new_service.team", query)
+
+    shown = await TeamOptions().options(ctx, request(""))
+    assert len(shown) == 100
+    assert [o["value"] for o in await TeamOptions().options(ctx, request("PAY"))] == ["payments"]
+    narrowed = [o["value"] for o in await TeamOptions().options(ctx, request("team-49"))]
+    assert narrowed == [f"team-49{i}" for i in range(10)]
+    shown = await TemplateOptions().options(ctx, request("tiny"))
+    assert [(o["text"]["text"], o["value"]) for o in shown] == [("Tiny API", "tiny-api")]
 
 
 def submission(values: dict[str, Any], *, user: str = ALICE) -> Submission:

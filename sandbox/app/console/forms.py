@@ -18,10 +18,11 @@ from sandbox.app.console.render import (
     plain,
 )
 from sandbox.standins.slack_api import Workspace
+from sandbox.standins.slack_client import SlackSender
 
 FieldKind = Literal[
     "text", "number", "select", "multi_select", "user", "users", "channel", "channels",
-    "checkboxes", "radio", "date", "time", "unsupported",
+    "checkboxes", "radio", "date", "time", "search", "unsupported",
 ]  # fmt: skip
 
 
@@ -31,6 +32,7 @@ _KINDS: dict[str, FieldKind] = {
     "url_text_input": "text",
     "number_input": "number",
     "static_select": "select",
+    "external_select": "search",
     "multi_static_select": "multi_select",
     "users_select": "user",
     "multi_users_select": "users",
@@ -55,6 +57,8 @@ class Field:
     element: dict[str, Any]
     optional: bool
     hint: str = ""
+    dispatch: bool = False
+    """The input block has dispatch_action: answering it tells the bot at once."""
 
     @property
     def type(self) -> str:
@@ -89,6 +93,8 @@ class Field:
             return f"  {self.label}{star} (YYYY-MM-DD): "
         if self.kind == "time":
             return f"  {self.label}{star} (HH:MM): "
+        if self.kind == "search":
+            return f"  {self.label}{star} (type to search): "
         return f"  {self.label}{star}: "
 
 
@@ -106,6 +112,7 @@ def view_fields(view: Mapping[str, Any], names: Names) -> list[Field]:
                 element=element,
                 optional=bool(block.get("optional", False)),
                 hint=plain(block.get("hint"), names),
+                dispatch=block.get("dispatch_action") is True,
             )
         )
     return fields
@@ -142,6 +149,7 @@ def _field_lines(item: Field, names: Names) -> list[str]:
         "channels": "channels",
         "date": "a date",
         "time": "a time",
+        "search": "type to search, then pick one",
         "unsupported": f"{item.type}, which the console cannot fill",
     }
     kind = describe.get(item.kind, "pick " + ("one" if item.kind in ("select", "radio") else "any"))
@@ -187,6 +195,8 @@ def parse_answer(item: Field, answer: str, workspace: Workspace) -> dict[str, An
     state: dict[str, Any] = {"type": item.type}
     if kind == "unsupported":
         raise AnswerError(f"The console cannot fill a {item.type}; use Slack for this one.")
+    if kind == "search" and answer not in ("", "-"):
+        raise AnswerError(f"{item.label} is searched: the bot is asked for its options.")
     if answer in ("", "-"):
         initial = _initial_state(item)
         if initial is not None:
@@ -292,6 +302,7 @@ def _empty_state(item: Field) -> dict[str, Any]:
         "text": {"value": None},
         "number": {"value": None},
         "select": {"selected_option": None},
+        "search": {"selected_option": None},
         "radio": {"selected_option": None},
         "multi_select": {"selected_options": []},
         "checkboxes": {"selected_options": []},
@@ -312,3 +323,30 @@ class ModalSession:
     todo: list[Field]
     answers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+
+
+async def search(
+    sender: SlackSender, item: Field, answer: str, user: str, view_id: str
+) -> dict[str, Any]:
+    """The state of a searched field (an external select) for an answer: Slack asks the
+    bot for the options matching it, and the answer picks one of them."""
+    suggested = await sender.block_suggestion(
+        user=user, action_id=item.action_id, block_id=item.block_id, value=answer, view_id=view_id
+    )
+    return {"type": item.type, "selected_option": pick_suggestion(item, answer, suggested.options)}
+
+
+def pick_suggestion(item: Field, answer: str, options: list[dict[str, Any]]) -> dict[str, Any]:
+    """The option an answer to a searched field means: the one whose value or label is
+    the answer, or the only one the bot offered for it; AnswerError says what to type."""
+    word = answer.strip().casefold()
+    exact = [o for o in options if word in (str(o.get("value", "")).casefold(), _option_text(o))]
+    if exact:
+        return exact[0]
+    if len(options) == 1:
+        return options[0]
+    if not options:
+        raise AnswerError(f"Nothing matches “{answer}” for {item.label}; type part of a name.")
+    shown = ", ".join(str(o.get("value")) for o in options[:10])
+    more = f" and {len(options) - 10} more" if len(options) > 10 else ""
+    raise AnswerError(f"Which one? {shown}{more}. Type one of them.")

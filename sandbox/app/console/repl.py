@@ -32,6 +32,7 @@ from sandbox.app.console.forms import (
     ModalSession,
     parse_answer,
     render_view,
+    search,
     view_fields,
 )
 from sandbox.app.console.output import (
@@ -404,11 +405,25 @@ class Console(Screen):
         if answer.startswith("\\/"):
             answer = answer[1:]
         try:
-            state = parse_answer(item, answer, self.workspace)
-        except AnswerError as exc:
+            if item.kind == "search" and answer not in ("", "-"):
+                state = await search(self.stack.sender, item, answer, self.user.id, session.view_id)
+            else:
+                state = parse_answer(item, answer, self.workspace)
+        except (AnswerError, ValueError) as exc:
             raise ConsoleError(str(exc)) from None
         session.answers[item.key] = state
         session.todo.pop(0)
+        if item.dispatch and state.get("selected_option"):
+            # As in Slack: choosing tells the bot at once (it may change the modal).
+            response = await self.stack.sender.block_actions(
+                user=self.user.id,
+                action_id=item.action_id,
+                block_id=item.block_id,
+                view_id=session.view_id,
+                selected_option=state["selected_option"],
+            )
+            await self._after(response)
+            return
         if not session.todo:
             await self._submit()
 
