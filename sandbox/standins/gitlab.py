@@ -172,6 +172,8 @@ class RecordedRequest:
     method: str
     path: str
     status: int
+    query: str = ""
+    """The query string as sent (python-gitlab sends a DELETE's options there)."""
 
 
 @dataclass
@@ -416,7 +418,11 @@ class GitLabStandIn(LoopbackServer):
             response = await self._answer(request, raw_path)
         except GitLabError as error:
             response = web.json_response(error.body, status=error.status)
-        self.requests.append(RecordedRequest(request.method, raw_path, response.status))
+        self.requests.append(
+            RecordedRequest(
+                request.method, raw_path, response.status, request.rel_url.raw_query_string
+            )
+        )
         return response
 
     async def _answer(self, request: web.Request, raw_path: str) -> web.Response:
