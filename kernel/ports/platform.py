@@ -194,6 +194,10 @@ class RunControl(Protocol):
         button goes away. False if it is not failed."""
         ...
 
+    async def outputs(self, run_id: RunId) -> dict[str, dict[str, Any]]:
+        """What each done step of a Run returned, by step name (empty for no such Run)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Asker:
