@@ -29,7 +29,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kernel.errors import AdapterError
-from kernel.ports.systems import NamespaceSpec, NamespaceState
+from kernel.ports.systems import SERVICE_LABEL, NamespaceSpec, NamespaceState
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def namespace_labels(spec: NamespaceSpec) -> dict[str, str]:
     return {
         **MANAGED_BY,
         f"{LABEL_PREFIX}/team": spec.team,
-        f"{LABEL_PREFIX}/service": spec.service,
+        SERVICE_LABEL: spec.service,
         f"{LABEL_PREFIX}/environment": spec.environment,
     }
 

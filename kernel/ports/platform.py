@@ -146,6 +146,19 @@ class ServiceRegistry(Protocol):
         """Remove a registered service (never one from platform.yml); True if it existed."""
         ...
 
+    async def record_removal(
+        self,
+        name: ServiceName,
+        definition: dict[str, Any],
+        *,
+        remains: Sequence[str],
+        by: SlackUserId,
+    ) -> None:
+        """Keep `name` in the catalog while it is being removed, saying what is still there
+        (its `removal`); made from `definition` if it never got registered. ValueError for
+        a service of platform.yml, which is never removed."""
+        ...
+
 
 class Messenger(Protocol):
     """Posting to Slack through the durable outbox; `key` names a message for updates,

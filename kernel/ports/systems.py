@@ -143,6 +143,10 @@ class NamespaceSpec:
     )
 
 
+SERVICE_LABEL = "platform.example.com/service"
+"""The label on every namespace the bot makes, naming its service."""
+
+
 @dataclass(frozen=True)
 class NamespaceState:
     """What exists of a NamespaceSpec (object kind -> name), e.g. {"ResourceQuota": "q"}."""
