@@ -7,15 +7,29 @@ pipelines. `CodeHost` (in kernel.ports.systems) is what commands and executors s
 in `asyncio.to_thread`.
 
 Every `ensure_*` and `commit_files` checks what exists first, so a Run step that runs
-again after a crash changes nothing twice. Failures become `AdapterError("GitLab", ...)`
-naming the operation and GitLab's own message; the token never appears (GitLab does not
-echo it, and connection errors are reported by type, not by their text).
+again after a crash changes nothing twice.
+
+Deleting follows GitLab's delayed deletion (every edition since 18.0; Premium and GitLab.com
+before): `DELETE /projects/:id` only marks the project, renaming it
+`<path>-deletion_scheduled-<id>` (`-deleted-<id>` on older versions) and leaving a redirect
+at the old path; a second `DELETE` with `permanently_remove=true` and the renamed
+`full_path` removes it, unless the instance forbids immediate deletion (GitLab.com), in
+which case GitLab removes it after its retention period. Since lookups by path follow
+redirects, `find_project` and `ensure_project` accept only a project at exactly that
+path: a marked project must never be adopted, and its old path is free.
+
+Failures become `AdapterError("GitLab", ...)` naming the operation and GitLab's own
+message; the token never appears (GitLab does not echo it, and connection errors are
+reported by type, not by their text).
 
 API references: https://docs.gitlab.com/api/projects/, https://docs.gitlab.com/api/groups/,
 https://docs.gitlab.com/ee/api/commits.html (create a commit with multiple files and
 actions), https://docs.gitlab.com/ee/api/repository_files.html,
 https://docs.gitlab.com/ee/api/project_level_variables.html (the `filter` parameter),
-https://docs.gitlab.com/api/protected_branches/, https://docs.gitlab.com/api/pipelines/.
+https://docs.gitlab.com/api/protected_branches/, https://docs.gitlab.com/api/pipelines/;
+delayed deletion: gitlabhq `app/services/projects/mark_for_deletion_service.rb`,
+`ee/spec/requests/api/projects_spec.rb` ("DELETE /projects/:id"), `app/models/route.rb`
+(redirects), and `doc/administration/settings/visibility_and_access_controls.md`.
 """
 
 from __future__ import annotations
@@ -24,13 +38,14 @@ import asyncio
 import base64
 import logging
 from collections.abc import Callable
+from datetime import date
 from typing import Any, TypeVar
 
 import gitlab
 import gitlab.exceptions
 
 from kernel.errors import AdapterError
-from kernel.ports.systems import CiVariable, CodeHost, Pipeline, Project
+from kernel.ports.systems import CiVariable, CodeHost, Pipeline, Project, ProjectRemoval
 
 __all__ = ["CodeHost", "GitLabCodeHost"]
 
@@ -43,6 +58,9 @@ MAINTAINER = 40
 
 DEFAULT_BRANCH = "main"
 """What a project without a default branch yet (an empty repository) will get."""
+
+MARKED_SUFFIXES = ("-deletion_scheduled-{id}", "-deleted-{id}")
+"""How GitLab renames a project it marks for deletion (now, and before 17.x)."""
 
 
 def _gitlab_message(error: gitlab.exceptions.GitlabError) -> str:
@@ -103,15 +121,24 @@ class GitLabCodeHost:
             path_with_namespace=str(project.path_with_namespace),
             web_url=str(project.web_url),
             default_branch=str(project.default_branch or DEFAULT_BRANCH),
+            marked_for_deletion_on=_marked_on(project),
         )
 
-    def _find_project_sync(self, path_with_namespace: str) -> Any | None:
+    def _get_sync(self, ref: str | int) -> Any | None:
+        """The project by id or path (GitLab follows redirects), None if there is none."""
         try:
-            return self._gl.projects.get(path_with_namespace)
+            return self._gl.projects.get(ref)
         except gitlab.exceptions.GitlabGetError as exc:
             if exc.response_code == 404:
                 return None
             raise
+
+    def _find_project_sync(self, path_with_namespace: str) -> Any | None:
+        """The project at exactly this path, not one a redirect leads to."""
+        found = self._get_sync(path_with_namespace)
+        if found is None or str(found.path_with_namespace).lower() != path_with_namespace.lower():
+            return None
+        return found
 
     async def find_project(self, path_with_namespace: str) -> Project | None:
         found = await self._call(
@@ -138,6 +165,13 @@ class GitLabCodeHost:
         path = f"{group}/{name}"
         existing = self._find_project_sync(path)
         if existing is not None:
+            marked = _marked_on(existing)
+            if marked is not None:  # never build on a project GitLab is about to remove
+                raise AdapterError(
+                    "GitLab",
+                    f"creating project {path} failed: GitLab marked the project there for "
+                    f"deletion on {marked:%Y-%m-%d}, and holds the name until it removes it",
+                )
             return existing
         namespace = self._ensure_group_sync(group)
         log.info("creating GitLab project %s", path)
@@ -165,19 +199,43 @@ class GitLabCodeHost:
         )
         return self._project(project)
 
-    def _delete_project_sync(self, path_with_namespace: str) -> bool:
+    def _delete_project_sync(self, path: str, project_id: int | None) -> ProjectRemoval:
+        found = self._get_sync(project_id if project_id is not None else path)
+        if found is None:
+            return ProjectRemoval("absent", path)
+        at = str(found.path_with_namespace)
+        if project_id is None and at.lower() != path.lower() and not _marked_from(found, path):
+            return ProjectRemoval("absent", path)  # the path leads to someone else's project
+        if _marked_on(found) is None:
+            log.info("deleting GitLab project %s", at)
+            self._gl.projects.delete(found.id)
+            found = self._get_sync(found.id)
+            if found is None:  # no delayed deletion here: gone at once
+                return ProjectRemoval("removed", path)
+            at = str(found.path_with_namespace)
+        marked = _marked_on(found)
         try:
-            self._gl.projects.delete(path_with_namespace)
+            self._gl.projects.delete(found.id, permanently_remove="true", full_path=at)
         except gitlab.exceptions.GitlabDeleteError as exc:
-            if exc.response_code == 404:
-                return False
-            raise
-        return True
+            if exc.response_code != 400:
+                raise
+            log.info("GitLab keeps %s marked for deletion: %s", at, _gitlab_message(exc))
+            return ProjectRemoval(
+                "scheduled",
+                at,
+                marked_on=marked,
+                name_free=at.lower() != path.lower(),
+                reason=_gitlab_message(exc),
+            )
+        log.info("removed GitLab project %s for good", at)
+        return ProjectRemoval("removed", path, marked_on=marked)
 
-    async def delete_project(self, path_with_namespace: str) -> bool:
+    async def delete_project(
+        self, path_with_namespace: str, *, project_id: int | None = None
+    ) -> ProjectRemoval:
         return await self._call(
             f"deleting project {path_with_namespace}",
-            lambda: self._delete_project_sync(path_with_namespace),
+            lambda: self._delete_project_sync(path_with_namespace, project_id),
         )
 
     # -- commits --------------------------------------------------------------
@@ -311,6 +369,23 @@ class GitLabCodeHost:
             f"listing pipelines of project {project_id}",
             lambda: self._pipelines_sync(project_id, ref),
         )
+
+
+def _marked_on(project: Any) -> date | None:
+    """`marked_for_deletion_on` (YYYY-MM-DD), where GitLab says it (delayed deletion)."""
+    value = getattr(project, "marked_for_deletion_on", None)
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def _marked_from(project: Any, path: str) -> bool:
+    """Whether `project` is the one that was at `path`, renamed when GitLab marked it."""
+    at = str(project.path_with_namespace).lower()
+    return _marked_on(project) is not None and any(
+        at == (path + suffix.format(id=project.id)).lower() for suffix in MARKED_SUFFIXES
+    )
 
 
 def _is_code_host(host: GitLabCodeHost) -> CodeHost:

@@ -14,6 +14,9 @@ meaningful. Rollout status reads the Deployment the way `kubectl rollout status`
 Failures become `AdapterError("Kubernetes", "<what> failed: <Status message>", status)`;
 the Status message is the API server's own (e.g. `namespaces "x" not found`).
 
+Namespaces (made, described with their Terminating phase, deleted) are the methods
+`KubernetesCluster` gets from `adapters.kubernetes_namespaces.NamespaceCalls`.
+
 The client's models mark every field optional, even those the API server always sets
 (`metadata`, a Deployment's `spec`); this module reads the objects the API returns as
 `Any` rather than assert each field, and builds the bodies it sends with the typed models.
@@ -28,7 +31,6 @@ https://kubernetes.io/docs/concepts/policy/resource-quotas/ and limit-range/.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -39,15 +41,11 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from adapters.kubernetes_namespaces import NamespaceCalls
+from adapters.kubernetes_namespaces import is_status as _is  # noqa: F401 - shared helpers
+from adapters.kubernetes_namespaces import status_message as _status_message
 from kernel.errors import AdapterError
-from kernel.ports.systems import (
-    Cluster,
-    Clusters,
-    NamespaceSpec,
-    NamespaceState,
-    Revision,
-    RolloutStatus,
-)
+from kernel.ports.systems import Cluster, Clusters, Revision, RolloutStatus
 
 __all__ = ["KubernetesCluster", "KubernetesClusters"]
 
@@ -58,116 +56,8 @@ T = TypeVar("T")
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 POD_TEMPLATE_HASH = "pod-template-hash"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "platform-bot"}
-LABEL_PREFIX = "platform.example.com"
 IN_CLUSTER = "in-cluster"
 """The context name of the bot's own cluster when it runs in a pod without a kubeconfig."""
-
-QUOTA_NAME = "platform-quota"
-LIMITS_NAME = "platform-limits"
-DENY_NAME = "default-deny"
-EDIT_BINDING_NAME = "team-edit"
-
-
-def _status_message(exc: ApiException) -> str:
-    """The `message` of the Status body the API server sent, else its HTTP reason."""
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        body = None
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return str(exc.reason or f"HTTP {exc.status}")
-
-
-def _is(exc: ApiException, status: int) -> bool:
-    return bool(exc.status == status)
-
-
-def namespace_labels(spec: NamespaceSpec) -> dict[str, str]:
-    """The labels every namespace of a service carries (who owns it, what it is for)."""
-    return {
-        **MANAGED_BY,
-        f"{LABEL_PREFIX}/team": spec.team,
-        f"{LABEL_PREFIX}/service": spec.service,
-        f"{LABEL_PREFIX}/environment": spec.environment,
-    }
-
-
-def namespace_objects(spec: NamespaceSpec) -> list[tuple[str, str, Any]]:
-    """(kind, name, body) of what goes inside the namespace, in the order it is created."""
-    meta = client.V1ObjectMeta
-    labels = dict(MANAGED_BY)
-    dns = [client.V1NetworkPolicyPort(protocol=protocol, port=53) for protocol in ("UDP", "TCP")]
-    kube_system = client.V1LabelSelector(
-        match_labels={"kubernetes.io/metadata.name": "kube-system"}
-    )
-    return [
-        (
-            "ResourceQuota",
-            QUOTA_NAME,
-            client.V1ResourceQuota(
-                metadata=meta(name=QUOTA_NAME, labels=labels),
-                spec=client.V1ResourceQuotaSpec(hard=dict(spec.quota)),
-            ),
-        ),
-        (
-            "LimitRange",
-            LIMITS_NAME,
-            client.V1LimitRange(
-                metadata=meta(name=LIMITS_NAME, labels=labels),
-                spec=client.V1LimitRangeSpec(
-                    limits=[
-                        client.V1LimitRangeItem(
-                            type="Container",
-                            default=dict(spec.default_limits),
-                            default_request=dict(spec.default_requests),
-                        )
-                    ]
-                ),
-            ),
-        ),
-        (
-            # nothing in or out, except DNS lookups to kube-system
-            "NetworkPolicy",
-            DENY_NAME,
-            client.V1NetworkPolicy(
-                metadata=meta(name=DENY_NAME, labels=labels),
-                spec=client.V1NetworkPolicySpec(
-                    pod_selector=client.V1LabelSelector(),
-                    policy_types=["Ingress", "Egress"],
-                    egress=[
-                        client.V1NetworkPolicyEgressRule(
-                            to=[client.V1NetworkPolicyPeer(namespace_selector=kube_system)],
-                            ports=dns,
-                        )
-                    ],
-                ),
-            ),
-        ),
-        (
-            "RoleBinding",
-            EDIT_BINDING_NAME,
-            client.V1RoleBinding(
-                metadata=meta(name=EDIT_BINDING_NAME, labels=labels),
-                role_ref=client.V1RoleRef(
-                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="edit"
-                ),
-                subjects=[
-                    client.RbacV1Subject(
-                        kind="Group",
-                        name=spec.rbac_group,
-                        api_group="rbac.authorization.k8s.io",
-                    )
-                ],
-            ),
-        ),
-        (
-            "ServiceAccount",
-            spec.service_account,
-            client.V1ServiceAccount(metadata=meta(name=spec.service_account, labels=labels)),
-        ),
-    ]
 
 
 def rollout_status(deployment: Any) -> RolloutStatus:
@@ -211,7 +101,7 @@ def _revision_number(annotations: dict[str, str] | None) -> int:
         return 0
 
 
-class KubernetesCluster:
+class KubernetesCluster(NamespaceCalls):
     """`Cluster` on the official client, for one kubeconfig context."""
 
     def __init__(self, api: client.ApiClient, *, name: str, timeout: float = 10.0) -> None:
@@ -251,101 +141,6 @@ class KubernetesCluster:
                 "Kubernetes",
                 f"{what} failed: cannot reach cluster {self.name} ({type(exc).__name__})",
             ) from exc
-
-    # -- namespaces -----------------------------------------------------------
-
-    def _create(self, kind: str, namespace: str, body: Any) -> None:
-        """Create one object of a kind that goes inside a namespace."""
-        timeout = self._timeout
-        if kind == "ResourceQuota":
-            self._core.create_namespaced_resource_quota(namespace, body, _request_timeout=timeout)
-        elif kind == "LimitRange":
-            self._core.create_namespaced_limit_range(namespace, body, _request_timeout=timeout)
-        elif kind == "NetworkPolicy":
-            self._networking.create_namespaced_network_policy(
-                namespace, body, _request_timeout=timeout
-            )
-        elif kind == "RoleBinding":
-            self._rbac.create_namespaced_role_binding(namespace, body, _request_timeout=timeout)
-        elif kind == "ServiceAccount":
-            self._core.create_namespaced_service_account(namespace, body, _request_timeout=timeout)
-        else:
-            raise ValueError(f"no create for {kind}")
-
-    def _ensure_namespace_sync(self, spec: NamespaceSpec) -> list[str]:
-        created: list[str] = []
-        labels = namespace_labels(spec)
-        body = client.V1Namespace(metadata=client.V1ObjectMeta(name=spec.name, labels=labels))
-        try:
-            self._core.create_namespace(body, _request_timeout=self._timeout)
-            created.append(f"Namespace/{spec.name}")
-        except ApiException as exc:
-            if not _is(exc, 409):
-                raise
-            current = self._core.read_namespace(spec.name, _request_timeout=self._timeout)
-            have = current.metadata.labels or {}
-            if any(have.get(k) != v for k, v in labels.items()):
-                patch = {"metadata": {"labels": labels}}
-                self._core.patch_namespace(spec.name, patch, _request_timeout=self._timeout)
-        for kind, name, obj in namespace_objects(spec):
-            try:
-                self._create(kind, spec.name, obj)
-                created.append(f"{kind}/{name}")
-            except ApiException as exc:
-                if not _is(exc, 409):  # 409 AlreadyExists: left as it is
-                    raise
-        if created:
-            log.info("cluster %s: created %s", self.name, ", ".join(created))
-        return created
-
-    async def ensure_namespace(self, spec: NamespaceSpec) -> list[str]:
-        return await self._call(
-            f"creating namespace {spec.name}", lambda: self._ensure_namespace_sync(spec)
-        )
-
-    def _describe_namespace_sync(self, name: str) -> NamespaceState | None:
-        timeout = self._timeout
-        try:
-            namespace = self._core.read_namespace(name, _request_timeout=timeout)
-        except ApiException as exc:
-            if _is(exc, 404):
-                return None
-            raise
-        lists = {
-            "ResourceQuota": self._core.list_namespaced_resource_quota,
-            "LimitRange": self._core.list_namespaced_limit_range,
-            "NetworkPolicy": self._networking.list_namespaced_network_policy,
-            "RoleBinding": self._rbac.list_namespaced_role_binding,
-            "ServiceAccount": self._core.list_namespaced_service_account,
-        }
-        objects = {
-            kind: sorted(
-                item.metadata.name for item in list_fn(name, _request_timeout=timeout).items
-            )
-            for kind, list_fn in lists.items()
-        }
-        return NamespaceState(
-            name=name, labels=dict(namespace.metadata.labels or {}), objects=objects
-        )
-
-    async def describe_namespace(self, name: str) -> NamespaceState | None:
-        return await self._call(
-            f"reading namespace {name}", lambda: self._describe_namespace_sync(name)
-        )
-
-    def _delete_namespace_sync(self, name: str) -> bool:
-        try:
-            self._core.delete_namespace(name, _request_timeout=self._timeout)
-        except ApiException as exc:
-            if _is(exc, 404):
-                return False
-            raise
-        return True
-
-    async def delete_namespace(self, name: str) -> bool:
-        return await self._call(
-            f"deleting namespace {name}", lambda: self._delete_namespace_sync(name)
-        )
 
     # -- deployments ----------------------------------------------------------
 

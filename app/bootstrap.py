@@ -182,7 +182,9 @@ def build_app(
     client = slack_client or AsyncWebClient(token=token, base_url=settings.slack_api_url)
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     outbox = Outbox(db)
-    engine = RunEngine(db, outbox, metrics, (), worker_id=worker_id, lease=run_lease)
+    engine = RunEngine(
+        db, outbox, metrics, (), worker_id=worker_id, lease=run_lease, operators=catalog.operators()
+    )
     services = DatabaseServiceRegistry(db, catalog)
     directory = directory or SlackDirectory(client)
     if adapters is None:

@@ -76,6 +76,15 @@ class Catalog:
     def kubernetes_group(self, team: str) -> str:
         return self.team(team).kubernetes_group or team
 
+    def operators(self) -> str:
+        """Who to ask about the bot itself (a system it is not configured for), as mrkdwn:
+        the platform admins' user group, else the admins listed by Slack id."""
+        platform = self.model.platform
+        if platform.admins_usergroup:  # validated as S…: safe in mrkdwn
+            return f"the platform team (<!subteam^{platform.admins_usergroup}>)"
+        ids = [f"<@{admin}>" for admin in platform.admins if "@" not in admin]
+        return f"the platform team ({', '.join(ids)})" if ids else "the platform team"
+
     # -- services registered at run time (new-service), merged in by engine.registry ----
 
     def add_service(self, name: str, service: Service) -> None:

@@ -86,6 +86,15 @@ class Environment(_Strict):
     description: str = ""
 
 
+class Removal(_Strict):
+    """Set by Clean up on a service made at run time while it is being removed: who asked,
+    and what is still there. The service stays in the catalog (so `/platform status`,
+    `/platform audit` and the free-name checks find it) until all of it is gone."""
+
+    requested_by: str
+    remains: tuple[str, ...] = ()
+
+
 class Service(_Strict):
     """A service in the catalog: who owns it, where it runs, where to look when it breaks."""
 
@@ -99,6 +108,8 @@ class Service(_Strict):
     """GitLab project path (group/name); set by new-service."""
     argocd_application: str | None = None
     """Argo CD Application name pattern; `{env}` is replaced (default `<service>-{env}`)."""
+    removal: Removal | None = None
+    """Set while Clean up removes the service (by the bot, never in platform.yml)."""
 
 
 class PolicyMatch(_Strict):

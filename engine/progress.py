@@ -2,6 +2,11 @@
 
 Step titles are stored with the steps when the Run is submitted, so showing progress
 never plans the Action again; only the summary and the failure buttons come from it.
+
+Each failure is said once: on its step's line (the Run's error, made of those lines, is
+not repeated under them). A system the bot is not configured for is not the requester's
+problem: its step says so briefly, and one line under the steps names the settings and
+who to ask (the platform team, from the catalog).
 """
 
 from __future__ import annotations
@@ -35,10 +40,15 @@ class RunView:
     flags: dict[str, Any] = field(default_factory=dict)
     buttons: list[tuple[str, str]] = field(default_factory=list)
     """Extra (action_id, label) buttons the executor offers on failure."""
+    not_configured: list[tuple[str, str]] = field(default_factory=list)
+    """(system, the settings it needs) of each system a failed step found unconfigured."""
 
 
-def render_progress(view: RunView) -> tuple[str, list[dict[str, Any]]]:
-    """The progress message: a headline and a line per step."""
+def render_progress(
+    view: RunView, *, operators: str = "the platform team"
+) -> tuple[str, list[dict[str, Any]]]:
+    """The progress message: a headline and a line per step. `operators` (mrkdwn) is who
+    to ask when the bot itself lacks a system's configuration."""
     from kernel.mrkdwn import escape
 
     headline = {
@@ -61,8 +71,17 @@ def render_progress(view: RunView) -> tuple[str, list[dict[str, Any]]]:
     blocks: list[dict[str, Any]] = [section(text)]
     if lines:
         blocks.append(section("\n".join(lines)))
-    if view.error:
+    said = [f"{title}: {error}" for title, state, error in view.steps if state == "failed"]
+    if view.error and view.error not in (*said, "; ".join(said)):
         blocks.append(context(escape(view.error)))
+    for system, variables in view.not_configured:
+        then = ", then press Retry" if view.state == "failed" else ""
+        blocks.append(
+            context(
+                f":wrench: {escape(system)} is not configured on this bot (it needs "
+                f"{escape(variables)}). That is not yours to fix: ask {operators}{then}."
+            )
+        )
     if view.state == "failed":
         buttons = [("run.retry", "Retry"), *view.buttons]
         blocks.append(
@@ -82,8 +101,10 @@ class Progress:
     """Shows each Run as one Slack message, posted once and updated in place (and a
     quiet copy in the service's channel when the Run is announced there)."""
 
-    def __init__(self, outbox: Outbox, describe: Describe) -> None:
-        self.outbox, self.describe = outbox, describe
+    def __init__(
+        self, outbox: Outbox, describe: Describe, *, operators: str = "the platform team"
+    ) -> None:
+        self.outbox, self.describe, self.operators = outbox, describe, operators
 
     def show(self, session: Session, run_id: str) -> None:
         """In the caller's transaction: post or update the Run's progress message."""
@@ -92,7 +113,7 @@ class Progress:
         if row.reply_channel is None and not announce:
             return
         session.flush()
-        text, blocks = render_progress(self.view(session, RunId(run_id)))
+        text, blocks = render_progress(self.view(session, RunId(run_id)), operators=self.operators)
         if row.reply_channel is not None:  # in the thread the Run was asked from, if any
             self.outbox.enqueue_post_or_update(
                 session,
@@ -110,10 +131,17 @@ class Progress:
 
     def view(self, session: Session, run_id: RunId) -> RunView:
         row = session.get_one(RunRow, run_id)
-        steps = session.execute(
-            select(RunStepRow).where(RunStepRow.run_id == run_id).order_by(RunStepRow.position)
-        ).scalars()
+        steps = list(
+            session.execute(
+                select(RunStepRow).where(RunStepRow.run_id == run_id).order_by(RunStepRow.position)
+            ).scalars()
+        )
         summary, buttons = self.describe(row)
+        unconfigured = {
+            (str(said["system"]), str(said["variables"]))
+            for s in steps
+            if s.state == "failed" and (said := (s.output or {}).get("not_configured"))
+        }
         return RunView(
             id=run_id,
             kind=row.action_kind,
@@ -121,14 +149,19 @@ class Progress:
             summary=summary,
             requested_by=row.requested_by,
             error=row.error,
-            steps=[
-                (
-                    s.title or s.name,
-                    s.state,
-                    s.error or (s.detail if s.state == "running" else None),
-                )
-                for s in steps
-            ],
+            steps=[(s.title or s.name, s.state, _said(s)) for s in steps],
             flags=dict(row.flags or {}),
             buttons=buttons,
+            not_configured=sorted(unconfigured),
         )
+
+
+def _said(step: RunStepRow) -> str | None:
+    """What a step's line says after its title: why it failed, its live detail while it
+    runs, its outcome once done."""
+    if step.error:
+        return step.error
+    if step.state == "running":
+        return step.detail
+    outcome = (step.output or {}).get("outcome") if step.state == "done" else None
+    return str(outcome) if outcome else None

@@ -9,6 +9,7 @@ replica learns of a service another replica created).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -81,6 +82,38 @@ class DatabaseServiceRegistry:
         self.catalog.remove_service(name)
         self._registered.discard(name)
         return existed
+
+    async def record_removal(
+        self,
+        name: ServiceName,
+        definition: dict[str, Any],
+        *,
+        remains: Sequence[str],
+        by: SlackUserId,
+    ) -> None:
+        if name in self._configured:
+            raise ValueError(f"service '{name}' is defined in platform.yml")
+
+        def upsert(session: Session) -> Service:
+            row = session.get(RegisteredServiceRow, name)
+            base = dict(row.definition) if row is not None else dict(definition)
+            base["removal"] = {"requested_by": by, "remains": list(remains)}
+            service = Service.model_validate(base)
+            if row is None:
+                session.add(
+                    RegisteredServiceRow(
+                        name=name, definition=service.model_dump(mode="json"), registered_by=by
+                    )
+                )
+            else:
+                row.definition = service.model_dump(mode="json")
+            entry = AuditEntry.of(by, "catalog.removing", detail={"remains": list(remains)})
+            record_in(session, replace(entry, service=ServiceName(name)))
+            return service
+
+        service = await self.db.run(upsert)
+        self.catalog.add_service(name, service)
+        self._registered.add(name)
 
     async def refresh(self) -> None:
         """Merge what the database holds into the catalog (and drop what it no longer does)."""

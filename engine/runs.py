@@ -34,7 +34,7 @@ from engine.outbox import Outbox
 from engine.progress import Progress, RunView
 from engine.tasks import wait_any
 from kernel.actions import Action, Executor, Step, StepContext, SubmittedRun
-from kernel.errors import AdapterError, ChangeRefused, StepFailed
+from kernel.errors import AdapterError, ChangeRefused, NotConfigured, StepFailed
 from kernel.ids import RunId, SlackChannelId, SlackUserId
 from kernel.ports.platform import AuditEntry
 
@@ -73,6 +73,7 @@ class RunEngine:
         lease: timedelta = timedelta(seconds=30),
         concurrency: int = 4,
         poll_interval: float = 2.0,
+        operators: str = "the platform team",
     ) -> None:
         self.db, self.outbox, self.metrics = db, outbox, metrics
         self.executors = {e.action_type.kind: e for e in executors}
@@ -80,7 +81,7 @@ class RunEngine:
         self.concurrency, self.poll_interval = concurrency, poll_interval
         self.wakeup = asyncio.Event()
         self._gauges_at = 0.0
-        self.progress = Progress(outbox, self._describe)
+        self.progress = Progress(outbox, self._describe, operators=operators)
 
     def register(self, executors: Iterable[Executor]) -> None:
         """Add executors once the ports they need exist (they need this engine too)."""
@@ -252,7 +253,7 @@ class RunEngine:
             session.execute(
                 update(RunStepRow)
                 .where(RunStepRow.run_id == run_id, RunStepRow.state == "failed")
-                .values(state="pending", error=None)
+                .values(state="pending", error=None, output={})
             )
             self.show_progress(session, run_id)
             return True
@@ -290,6 +291,9 @@ class RunEngine:
         )
         self.outbox.notify()
         return closed
+
+    async def outputs(self, run_id: RunId) -> dict[str, dict[str, Any]]:
+        return await self.db.run(lambda s: _outputs(s, run_id))
 
     async def requested_by(self, run_id: RunId) -> SlackUserId | None:
         row = await self.db.run(lambda s: s.get(RunRow, run_id))
@@ -362,6 +366,7 @@ class RunEngine:
             await self.db.run(lambda s: self._started(s, row, action))
             steps = self.executors[action.kind].steps(action)
             outputs = await self.db.run(lambda s: _outputs(s, run_id))
+            failed: list[str] = []
             for position, step in enumerate(steps):
                 if step.name in outputs:
                     continue
@@ -377,10 +382,14 @@ class RunEngine:
                     report=self._reporter(run_id, step.name),
                 )
                 output = await self._execute_step(run_id, position, step, context)
-                if output is None:
-                    return
+                if isinstance(output, str):  # it failed, saying why
+                    failed.append(f"{step.title}: {output}")
+                    if step.keep_going:
+                        continue
+                    break
                 outputs[step.name] = output
-            await self.db.run(lambda s: self._finished(s, row, action, "succeeded", None))
+            state, error = ("failed", "; ".join(failed)) if failed else ("succeeded", None)
+            await self.db.run(lambda s: self._finished(s, row, action, state, error))
         except UnknownAction as exc:
             reason = f"unknown action kind {exc}; is this bot older than the one that stored it?"
             await self.db.run(lambda s: self._finished(s, row, None, "failed", reason))
@@ -391,11 +400,16 @@ class RunEngine:
 
     async def _execute_step(
         self, run_id: RunId, position: int, step: Step, context: StepContext
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, Any] | str:
+        """The step's output; or, when it failed, why (the step is marked failed)."""
         await self.db.run(lambda s: self._step_state(s, run_id, position, step, "running"))
         log.info("step started", extra={"run_id": run_id, "step": step.name})
+        said: dict[str, Any] | None = None
         try:
             output = await step.run(context) or {}
+        except NotConfigured as exc:  # the operator's to fix: said once, with who to ask
+            reason = f"{exc.system} is not configured on this bot"
+            said = {"not_configured": {"system": exc.system, "variables": exc.variables}}
         except (StepFailed, AdapterError) as exc:  # a message for people, no trace
             reason = str(exc)
         except Exception as exc:
@@ -407,13 +421,11 @@ class RunEngine:
             )
             return output
         await self.db.run(
-            lambda s: self._step_state(s, run_id, position, step, "failed", error=reason)
+            lambda s: self._step_state(
+                s, run_id, position, step, "failed", error=reason, output=said
+            )
         )
-        row = await self.db.run(lambda s: s.get_one(RunRow, run_id))
-        await self.db.run(
-            lambda s: self._finished(s, row, context.action, "failed", f"{step.title}: {reason}")
-        )
-        return None
+        return reason
 
     def _reporter(self, run_id: RunId, step_name: str) -> Callable[[str], Awaitable[None]]:
         async def report(detail: str) -> None:

@@ -103,12 +103,17 @@ StepFunction = Callable[[StepContext], Awaitable[dict[str, Any] | None]]
 class Step:
     """One checkpointed unit of a Run. It must be idempotent: check, then change.
 
-    A crash after the change but before the checkpoint runs it again.
+    A crash after the change but before the checkpoint runs it again. A step may return
+    `{"outcome": "..."}` among its output: one line the progress message shows next to it
+    once it is done.
     """
 
     name: str
     title: str
     run: StepFunction
+    keep_going: bool = False
+    """When this step fails, the Run still attempts the steps after it (each says how it
+    ended) and fails at the end; Retry then runs only the steps that failed."""
 
 
 class Executor(Protocol):

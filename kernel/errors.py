@@ -88,6 +88,8 @@ async def adapter_call(call: Awaitable[T], *, reading: str | None = None) -> T:
         return await call
     except AdapterError as exc:
         if reading is None:
+            if isinstance(exc, NotConfigured):
+                raise  # the Run engine says it as the operator's problem
             raise StepFailed(str(exc)) from None
         if isinstance(exc, NotConfigured):
             raise UsageError(f"{_escape(str(exc))}.") from None

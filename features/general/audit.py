@@ -1,4 +1,5 @@
-"""`/platform audit [service]`: the recent audit log, for everything or one service."""
+"""`/platform audit [service]`: the recent audit log, for everything or one service (also
+one that is no longer in the catalog, such as a cleaned-up new service, if it has entries)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,14 @@ class Audit(Command):
     async def run(self, ctx: CommandContext, args: Arguments) -> Reply:
         service = args.optional()
         args.done()
-        if service is not None:
+        entries = await ctx.audit.recent(
+            service=ServiceName(service) if service else None, limit=LIMIT
+        )
+        if service is not None and not entries:
             try:
                 ctx.catalog.service(service)
             except UnknownName as exc:
                 raise UsageError(escape(str(exc)), usage=Audit.full_usage()) from None
-        entries = await ctx.audit.recent(
-            service=ServiceName(service) if service else None, limit=LIMIT
-        )
         scope = f" for `{service}`" if service else ""
         if not entries:
             return Reply(text=f"No audit entries{scope} yet.")

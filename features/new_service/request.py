@@ -101,6 +101,9 @@ class CleanUpService(Action):
     team: str
     environments: tuple[str, ...]
     repository: str
+    project_id: int | None = None
+    """The GitLab project the Run made, when it got that far: Clean up deletes that very
+    one, even after a new project took its path."""
 
     def lock_key(self) -> str:
         return f"new-service/{self.service}"
@@ -170,8 +173,13 @@ async def check(
 
     name_issue = name_problem(request.name, templates=list(templates))
     if name_issue is None and request.name in catalog.model.services:
-        owner = catalog.model.services[request.name].owner
-        name_issue = f"{code(request.name)} is already in the catalog (owned by `{owner}`)."
+        service = catalog.model.services[request.name]
+        name_issue = (
+            f"{code(request.name)} is already in the catalog (owned by `{service.owner}`)."
+            if service.removal is None
+            else f"{code(request.name)} is still being cleaned up; the name frees up once all "
+            f"of it is gone. `/platform status {request.name}` shows what is left."
+        )
     if name_issue:
         problems["name"] = name_issue
 
@@ -226,7 +234,9 @@ async def _team_problem(ctx: Context, team: str) -> str | None:
 
 async def _taken_problem(ctx: Context, name: str, team: str, repository: str) -> str | None:
     """Whether the derived names are too long, or the project or a namespace exists (Clean
-    up deletes what the Run made, so it must not adopt what someone else made)."""
+    up deletes what the Run made, so it must not adopt what someone else made). A project
+    GitLab marked for deletion, or a namespace still Terminating, holds the name until it is
+    gone: said so, with when."""
     environments = list(ctx.catalog.model.environments)
     longest = max((f"{team}-{name}-{env}" for env in environments), key=len, default="")
     if len(longest) > MAX_VAULT_NAME:
@@ -246,7 +256,14 @@ async def _taken_problem(ctx: Context, name: str, team: str, repository: str) ->
     try:
         # The form waits for this answer inside Slack's 3 seconds: reads only, bounded.
         async with asyncio.timeout(FREE_CHECK_SECONDS):
-            if await gitlab.find_project(repository) is not None:
+            project = await gitlab.find_project(repository)
+            if project is not None and project.marked_for_deletion_on is not None:
+                return (
+                    f"GitLab marked {code(repository)} for deletion on "
+                    f"{project.marked_for_deletion_on:%Y-%m-%d} and holds the name until it "
+                    "removes it (30 days later by default); pick another name or wait."
+                )
+            if project is not None:
                 return f"GitLab already has a project {code(repository)}; pick another name."
             if clusters is None:
                 return None
@@ -264,6 +281,14 @@ async def _taken_problem(ctx: Context, name: str, team: str, repository: str) ->
             f"{code(name)} is free; nothing was created. Submit again in a moment."
         )
     for (env, namespace), state in zip(namespaces, found, strict=True):
+        if state is not None and state.terminating:
+            since = f" since {state.deleting_since:%H:%M} UTC" if state.deleting_since else ""
+            waits = f" It waits for: {escape(state.waiting_for)}." if state.waiting_for else ""
+            return (
+                f"The namespace {code(namespace)} in {escape(env)} is still being deleted "
+                f"(Terminating{since}); the name frees up once Kubernetes has removed it, "
+                f"usually within minutes.{waits}"
+            )
         if state is not None:
             return f"The namespace {code(namespace)} already exists in {escape(env)}."
     return None

@@ -3,7 +3,7 @@
 Per environment: the running image(s), replicas ready/desired (or Argo CD's sync and
 health), the last deploy or rollback from the audit log and a Grafana link; then the
 alerts firing for the service. One environment that cannot be read is shown as such
-and never hides the others.
+and never hides the others. A service being cleaned up shows what is still there instead.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from catalog import UnknownName
+from catalog.model import Service
 from features.kit.commands import Arguments, Command, CommandContext
 from features.releases.backends import backend_for
 from features.releases.targets import Target, lookup_target
@@ -43,12 +44,26 @@ class Status(Command):
             entry = ctx.catalog.service(service)
         except UnknownName as exc:
             raise UsageError(escape(str(exc)), usage=Status.full_usage()) from None
-        audit = await ctx.audit.recent(service=ServiceName(service), limit=200)
         lines = [f"*Status of `{escape(service)}`* (owned by *{escape(entry.owner)}*)"]
+        if entry.removal is not None:
+            return Reply(text=truncate("\n".join([*lines, _being_removed(entry)]), 3000))
+        audit = await ctx.audit.recent(service=ServiceName(service), limit=200)
         for env in entry.environments:
             lines.append(await _environment_line(ctx, lookup_target(ctx, service, env), audit))
         lines.append(await _alerts_line(ctx, service))
         return Reply(text=truncate("\n".join(lines), 3000))
+
+
+def _being_removed(entry: Service) -> str:
+    """What is left of a service Clean up is removing (kept in the catalog until it is all
+    gone, so its name stays taken)."""
+    assert entry.removal is not None
+    left = "\n".join(f"• {escape(part)}" for part in entry.removal.remains) or "• its last parts"
+    return (
+        f":broom: Being removed: Clean up was asked by <@{entry.removal.requested_by}>. "
+        f"Still there:\n{left}\nIt stays in the catalog, and its name taken, until all of it "
+        "is gone; the Clean up's progress message has Retry for what failed."
+    )
 
 
 async def _environment_line(

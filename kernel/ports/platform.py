@@ -150,6 +150,19 @@ class ServiceRegistry(Protocol):
         """Remove a registered service (never one from platform.yml); True if it existed."""
         ...
 
+    async def record_removal(
+        self,
+        name: ServiceName,
+        definition: dict[str, Any],
+        *,
+        remains: Sequence[str],
+        by: SlackUserId,
+    ) -> None:
+        """Keep `name` in the catalog while it is being removed, saying what is still there
+        (its `removal`); made from `definition` if it never got registered. ValueError for
+        a service of platform.yml, which is never removed."""
+        ...
+
 
 class Messenger(Protocol):
     """Posting to Slack through the durable outbox; `key` names a message for updates,
@@ -200,6 +213,10 @@ class RunControl(Protocol):
     async def close(self, run_id: RunId, *, by: SlackUserId, reason: str) -> bool:
         """Close a failed Run for good (e.g. cleaned up instead of retried); its Retry
         button goes away. False if it is not failed."""
+        ...
+
+    async def outputs(self, run_id: RunId) -> dict[str, dict[str, Any]]:
+        """What each done step of a Run returned, by step name (empty for no such Run)."""
         ...
 
 

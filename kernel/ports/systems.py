@@ -13,7 +13,7 @@ what failed in words fit for a Slack message: no secrets, no stack traces.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal, Protocol, overload
 
 from kernel.errors import AdapterError, NotConfigured
@@ -29,6 +29,24 @@ class Project:
     path_with_namespace: str
     web_url: str
     default_branch: str
+    marked_for_deletion_on: date | None = None
+    """The day GitLab marked it for deletion (delayed deletion), if it did."""
+
+
+@dataclass(frozen=True)
+class ProjectRemoval:
+    """What `CodeHost.delete_project` did."""
+
+    outcome: Literal["absent", "removed", "scheduled"]
+    """`absent`: nothing (left) to delete; `removed`: gone for good; `scheduled`: GitLab
+    keeps it, marked for deletion, until its retention period ends."""
+    path: str
+    """Where the project is now (a marked project is renamed) or was."""
+    marked_on: date | None = None
+    name_free: bool = True
+    """Whether a new project may take the old path now (GitLab renames what it marks)."""
+    reason: str | None = None
+    """GitLab's words for why it would not remove the project for good."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,11 @@ class Pipeline:
 class CodeHost(Protocol):
     """GitLab: projects, commits, CI/CD variables, protected branches, pipelines."""
 
-    async def find_project(self, path_with_namespace: str) -> Project | None: ...
+    async def find_project(self, path_with_namespace: str) -> Project | None:
+        """The project at exactly this path. None also when the path only redirects to a
+        project renamed away from it (as GitLab renames one it marks for deletion): a new
+        project may take that path."""
+        ...
 
     async def ensure_project(self, *, group: str, name: str, description: str) -> Project:
         """The project `group/name`, created (with its group) if missing."""
@@ -78,8 +100,15 @@ class CodeHost(Protocol):
         """Newest first."""
         ...
 
-    async def delete_project(self, path_with_namespace: str) -> bool:
-        """True if it existed."""
+    async def delete_project(
+        self, path_with_namespace: str, *, project_id: int | None = None
+    ) -> ProjectRemoval:
+        """Delete the project for good where GitLab allows it: where deletion is delayed (every
+        GitLab since 18.0, Premium and GitLab.com before) the first DELETE only marks it, and a
+        second one with `permanently_remove` and its (renamed) `full_path` removes it; where
+        the instance forbids that (GitLab.com), it stays marked until its retention period
+        ends. `project_id`, when known, names the very project (a new one may have taken the
+        path since it was marked). Tolerates what is gone or already marked."""
         ...
 
 
@@ -114,6 +143,10 @@ class NamespaceSpec:
     )
 
 
+SERVICE_LABEL = "platform.example.com/service"
+"""The label on every namespace the bot makes, naming its service."""
+
+
 @dataclass(frozen=True)
 class NamespaceState:
     """What exists of a NamespaceSpec (object kind -> name), e.g. {"ResourceQuota": "q"}."""
@@ -121,6 +154,16 @@ class NamespaceState:
     name: str
     labels: dict[str, str]
     objects: dict[str, list[str]]
+    phase: str = "Active"
+    """Active, or Terminating once deleted: it stays until its content is gone and its
+    finalizers are done, and nothing new may be created in it meanwhile."""
+    deleting_since: datetime | None = None
+    waiting_for: str | None = None
+    """While Terminating, what Kubernetes says it still waits for (its conditions)."""
+
+    @property
+    def terminating(self) -> bool:
+        return self.phase == "Terminating"
 
 
 @dataclass(frozen=True)
@@ -155,13 +198,15 @@ class Cluster(Protocol):
 
     async def ensure_namespace(self, spec: NamespaceSpec) -> list[str]:
         """Namespace, ResourceQuota, LimitRange, default-deny NetworkPolicy, RoleBinding,
-        ServiceAccount; returns `Kind/name` of what it created (empty when all existed)."""
+        ServiceAccount; returns `Kind/name` of what it created (empty when all existed).
+        AdapterError saying so when the namespace is still being deleted (Terminating)."""
         ...
 
     async def describe_namespace(self, name: str) -> NamespaceState | None: ...
 
     async def delete_namespace(self, name: str) -> bool:
-        """True if it existed (deletion of what is inside follows, as in Kubernetes)."""
+        """True if it existed. As in Kubernetes, it then stays Terminating until what is
+        inside is deleted and its finalizers are done; `describe_namespace` tells."""
         ...
 
     async def deployments(self, namespace: str, *, selector: str) -> list[RolloutStatus]:

@@ -13,10 +13,26 @@ records every request, and refuses what GitLab refuses, the way GitLab refuses i
   404 ``{"error": "404 Not Found"}``; a missing required parameter is 400
   ``{"error": "<name> is missing"}`` (grape's wording).
 - Creating a project whose name or path is taken in its namespace is 400
-  ``{"message": {"name": ["has already been taken"], "path": [...]}}``. Deleting one
-  answers 202 ``{"message": "202 Accepted"}``; it is gone at once (no delayed deletion).
+  ``{"message": {"name": ["has already been taken"], "path": [...]}}``.
   ``default_branch`` is honoured only with ``initialize_with_readme`` (as documented);
   otherwise the branch is ``main``, made by the first commit.
+- Deleting a project is delayed, as on every GitLab since 18.0 (Premium and GitLab.com
+  before that): ``DELETE /projects/:id`` answers 202 ``{"message": "202 Accepted"}`` and
+  only *marks* it for deletion. Marking archives it, sets ``marked_for_deletion_at`` and
+  ``marked_for_deletion_on`` (the day it was marked) and renames its name and path to
+  ``<path>-deletion_scheduled-<id>``; the old path stays behind as a redirect, so ``GET
+  /projects/<old path>`` still answers the marked project (API lookups follow redirects)
+  until a new project takes that path, which drops the redirect. A second plain DELETE is
+  400 ``{"message": "Project has been already marked for deletion"}``. The project is
+  removed by a second DELETE with ``permanently_remove=true`` and ``full_path`` = its
+  (renamed) full path; without the mark that is 400 ``"Project must be marked for deletion
+  first."``, with another path 400 ``"`full_path` is incorrect. You must enter the
+  complete path for the project."``, and where the instance forbids immediate deletion
+  (``immediate_deletion_allowed=False``, as GitLab.com and Dedicated do) 400
+  ``"`permanently_remove` option is not permitted on this instance."``. Otherwise GitLab
+  removes it after its retention period (``deletion_adjourned_period``, 30 days by
+  default): a test plays the daily worker with ``run_adjourned_deletion(today)``. With
+  ``delayed_deletion=False`` (Free self-managed before 18.0) a DELETE removes at once.
 - A commit is all or nothing: ``create`` of an existing file is 400 ``{"message": "A file
   with this name already exists"}``, ``update``/``delete``/``move`` of a missing one 400
   ``"A file with this name doesn't exist"``. Content is ``text`` or ``base64``.
@@ -51,8 +67,22 @@ where nothing was found it says "assumed"):
   https://gitlab.com/gitlab-org/gitlab/-/issues/280805)
 - Pipelines: https://docs.gitlab.com/api/pipelines/
 - Current user: https://docs.gitlab.com/api/users/
-- Assumed: the 409 text for an ambiguous variable; "404 Not found" for an unknown
-  protected branch; the 400 text for a commit to a missing branch without
+- Delayed deletion: gitlabhq/gitlabhq ``app/services/projects/mark_for_deletion_service.rb``
+  (the rename, ``archived``, ``marked_for_deletion_at``) and
+  ``app/services/namespaces/mark_for_deletion_base_service.rb`` (``-deletion_scheduled-<id>``,
+  "has been already marked for deletion"), ``ee/spec/requests/api/projects_spec.rb``
+  ("DELETE /projects/:id": 202, the ``permanently_remove`` and ``full_path`` errors),
+  ``lib/api/entities`` (``marked_for_deletion_on`` is the marking date),
+  ``app/models/route.rb`` (a rename leaves a ``RedirectRoute``; a new route at that path
+  deletes it), ``lib/api/helpers.rb`` (``find_project`` follows redirects),
+  ``app/workers/adjourned_projects_deletion_cron_worker.rb`` (removal of projects marked
+  before ``deletion_adjourned_period`` days ago), ``lib/api/settings.rb`` (the period
+  defaults to 30 days) and ``doc/administration/settings/visibility_and_access_controls.md``
+  ("Immediate deletion": the ``allow_immediate_namespaces_deletion`` instance setting, off
+  on GitLab.com and Dedicated).
+- Assumed: the text and order of the "not permitted on this instance" refusal for projects
+  (quoted for groups in GitLab 18.5); the 409 text for an ambiguous variable; "404 Not
+  found" for an unknown protected branch; the 400 text for a commit to a missing branch without
   ``start_branch``; masked values need 8 characters (``{"value": ["is invalid"]}``); the
   400 text for an invalid group path.
 
@@ -73,7 +103,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -142,6 +172,8 @@ class RecordedRequest:
     method: str
     path: str
     status: int
+    query: str = ""
+    """The query string as sent (python-gitlab sends a DELETE's options there)."""
 
 
 @dataclass
@@ -194,6 +226,8 @@ class _Project:
     variables: list[dict[str, Any]] = field(default_factory=list)
     protected: list[dict[str, Any]] = field(default_factory=list)
     pipelines: list[_Pipeline] = field(default_factory=list)
+    archived: bool = False
+    marked_for_deletion_on: date | None = None
 
     @property
     def full_path(self) -> str:
@@ -230,9 +264,19 @@ class GitLabStandIn(LoopbackServer):
         groups: Sequence[tuple[int, str]],
         username: str = "platform-bot",
         user_id: int = 1,
+        delayed_deletion: bool = True,
+        immediate_deletion_allowed: bool = True,
+        deletion_adjourned_period: int = 30,
     ) -> None:
         super().__init__()
         self._token = token
+        self.delayed_deletion = delayed_deletion
+        """A DELETE only marks the project (GitLab 18+, Premium, GitLab.com); False: it is
+        removed at once, as on Free self-managed before 18.0."""
+        self.immediate_deletion_allowed = immediate_deletion_allowed
+        """``permanently_remove`` is allowed (self-managed default); False as on GitLab.com."""
+        self.deletion_adjourned_period = deletion_adjourned_period
+        """Days a marked project is kept before GitLab removes it."""
         self._user = {
             "id": user_id,
             "username": username,
@@ -251,6 +295,8 @@ class GitLabStandIn(LoopbackServer):
             parent = full_path.rsplit("/", 1)[0] if "/" in full_path else None
             self._groups[gid] = _Group(gid, full_path, by_path.get(parent) if parent else None)
         self._projects: dict[int, _Project] = {}
+        self._redirects: dict[str, int] = {}
+        """Old full path (lowercase) -> the project renamed away from it."""
         self._next_project_id = 1
         self._next_pipeline_id = 1
         self._next_record_id = 1
@@ -341,6 +387,21 @@ class GitLabStandIn(LoopbackServer):
                 return
         raise KeyError(f"no pipeline {pipeline_id} in {project_path}")
 
+    def run_adjourned_deletion(self, today: date | None = None) -> list[str]:
+        """What GitLab's daily AdjournedProjectsDeletionCronWorker does: remove the projects
+        marked before ``deletion_adjourned_period`` days ago. Returns their full paths."""
+        cutoff = (today or datetime.now(UTC).date()) - timedelta(
+            days=self.deletion_adjourned_period
+        )
+        due = [
+            p
+            for p in self._projects.values()
+            if p.marked_for_deletion_on is not None and p.marked_for_deletion_on < cutoff
+        ]
+        for project in due:
+            self._remove(project)
+        return [p.full_path for p in due]
+
     def fail_next(self, method: str, path_prefix: str, status: int = 500, times: int = 1) -> None:
         """Answer the next ``times`` matching requests with ``status`` (after auth).
 
@@ -357,7 +418,11 @@ class GitLabStandIn(LoopbackServer):
             response = await self._answer(request, raw_path)
         except GitLabError as error:
             response = web.json_response(error.body, status=error.status)
-        self.requests.append(RecordedRequest(request.method, raw_path, response.status))
+        self.requests.append(
+            RecordedRequest(
+                request.method, raw_path, response.status, request.rel_url.raw_query_string
+            )
+        )
         return response
 
     async def _answer(self, request: web.Request, raw_path: str) -> web.Response:
@@ -468,11 +533,15 @@ class GitLabStandIn(LoopbackServer):
         raise _not_found("Group")
 
     def _project(self, ref: str) -> _Project:
+        """By id, or by full path, following the redirect a rename left behind."""
         if ref.isdigit() and int(ref) in self._projects:
             return self._projects[int(ref)]
         for project in self._projects.values():
             if project.full_path.lower() == ref.lower():
                 return project
+        moved = self._redirects.get(ref.lower())
+        if moved is not None and moved in self._projects:
+            return self._projects[moved]
         raise _not_found("Project")
 
     def _project_by_path(self, path: str) -> _Project:
@@ -517,6 +586,8 @@ class GitLabStandIn(LoopbackServer):
         ns = project.namespace
         empty = not project.branches
         head = project.branches.get(project.default_branch)
+        on = project.marked_for_deletion_on
+        marked = on.isoformat() if on is not None else None
         readme_url = None
         if head is not None and "README.md" in project.commits[head].tree:
             readme_url = f"{web_url}/-/blob/{project.default_branch}/README.md"
@@ -531,7 +602,9 @@ class GitLabStandIn(LoopbackServer):
             "last_activity_at": project.created_at,
             "default_branch": project.default_branch,
             "visibility": project.visibility,
-            "archived": False,
+            "archived": project.archived,
+            "marked_for_deletion_at": marked,
+            "marked_for_deletion_on": marked,
             "empty_repo": empty,
             "web_url": web_url,
             "http_url_to_repo": f"{web_url}.git",
@@ -693,6 +766,8 @@ class GitLabStandIn(LoopbackServer):
         )
         self._next_project_id += 1
         self._projects[project.id] = project
+        # Route#delete_conflicting_redirects: the new project takes the path for good
+        self._redirects.pop(project.full_path.lower(), None)
         if _as_bool(params.get("initialize_with_readme")):
             readme = f"# {name}\n".encode()
             self._commit(project, project.default_branch, "Initial commit", {"README.md": readme})
@@ -700,8 +775,41 @@ class GitLabStandIn(LoopbackServer):
 
     async def _delete_project(self, call: _Call) -> web.Response:
         project = self._project(call.args[0])
-        del self._projects[project.id]
-        return web.json_response({"message": "202 Accepted"}, status=202)
+        accepted = web.json_response({"message": "202 Accepted"}, status=202)
+        if not self.delayed_deletion:
+            self._remove(project)
+            return accepted
+        if _as_bool(call.params.get("permanently_remove")):
+            if not self.immediate_deletion_allowed:
+                raise GitLabError(
+                    400,
+                    {"message": "`permanently_remove` option is not permitted on this instance."},
+                )
+            if project.marked_for_deletion_on is None:
+                raise GitLabError(400, {"message": "Project must be marked for deletion first."})
+            if call.params.get("full_path") != project.full_path:
+                raise GitLabError(
+                    400,
+                    {
+                        "message": "`full_path` is incorrect. You must enter the complete path "
+                        "for the project."
+                    },
+                )
+            self._remove(project)
+            return accepted
+        if project.marked_for_deletion_on is not None:
+            raise GitLabError(400, {"message": "Project has been already marked for deletion"})
+        self._redirects[project.full_path.lower()] = project.id
+        suffix = f"-deletion_scheduled-{project.id}"
+        project.name, project.path = project.name + suffix, project.path + suffix
+        project.archived = True
+        project.marked_for_deletion_on = datetime.now(UTC).date()
+        return accepted
+
+    def _remove(self, project: _Project) -> None:
+        self._projects.pop(project.id, None)
+        for old in [old for old, pid in self._redirects.items() if pid == project.id]:
+            del self._redirects[old]
 
     # repository
 

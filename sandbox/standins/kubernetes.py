@@ -32,8 +32,25 @@ What it does as the real API server does:
   ``!a``, joined by commas (AND). ``fieldSelector`` on ``metadata.name`` and
   ``metadata.namespace`` (``=``, ``==``, ``!=``).
 - Secrets: ``stringData`` is merged into ``data`` (base64) on write, as the server does.
-- Deleting a namespace deletes everything in it; deleting a Deployment deletes the
-  ReplicaSets it owns (the garbage collector's background propagation).
+- Deleting a Deployment deletes the ReplicaSets it owns (the garbage collector's
+  background propagation).
+- Namespaces live and die as the API server and the namespace controller make them: a new
+  one gets ``spec.finalizers: ["kubernetes"]`` and ``status.phase: Active``. Deleting one
+  answers 200 with the Namespace, now with ``deletionTimestamp`` and phase ``Terminating``
+  (a second DELETE answers the same); it stays until its content is gone and its
+  finalizers are done. ``namespace_deletion_seconds`` later the namespace controller
+  deletes everything in it, sets the five deletion conditions
+  (``NamespaceContentRemaining`` "Some resources are remaining: configmaps. has 1 resource
+  instances", ``NamespaceFinalizersRemaining`` "Some content in the namespace has
+  finalizers remaining: example.com/hold in 1 resource instances", or their "All content
+  ..." forms), and once nothing is left takes ``kubernetes`` out of ``spec.finalizers``;
+  with no finalizers left the namespace is gone. Other ``spec.finalizers`` wait for
+  ``PUT /api/v1/namespaces/<name>/finalize``. Meanwhile creating anything in it is 403
+  Forbidden ``configmaps "x" is forbidden: unable to create new content in namespace <ns>
+  because it is being terminated`` (``details.causes``: ``NamespaceTerminating``), and
+  creating the namespace again is 409 ``object is being deleted: namespaces "<ns>" already
+  exists``. Any object with ``metadata.finalizers`` is only marked (``deletionTimestamp``)
+  by a DELETE, and goes when an update takes its last finalizer away.
 
 The deployment controller (``apps/v1``): when a Deployment is created or its
 ``spec.template`` changes, it creates a ReplicaSet owned by the Deployment
@@ -69,8 +86,8 @@ Simplified, on purpose (tests that need more should extend the stand-in):
 - Rollouts are not rolling: the new ReplicaSet gets all desired replicas at once and the
   old ones are scaled to 0 together when it is ready (maxSurge only feeds the
   ``max-replicas`` annotation; maxUnavailable, default 25%, only decides ``Available``).
-- Deleting returns a ``Status`` with ``status: Success`` (a namespace: the object, phase
-  Terminating), and the object is gone at once (no finalizers, no grace period).
+- Deleting returns a ``Status`` with ``status: Success`` (a namespace, or an object held by
+  finalizers: the object), and the object is gone at once (no grace period).
 - The progress deadline is ``spec.progressDeadlineSeconds`` (default 600) times
   ``time_scale``, unless ``progress_deadline_seconds`` overrides it.
 
@@ -92,6 +109,19 @@ Sources:
   controller's pkg/controller/deployment/progress.go and util/deployment_util.go
   (https://github.com/kubernetes/kubernetes/blob/v1.29.0-alpha.1/pkg/controller/deployment/progress.go)
 - PATCH content types: https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/
+- Namespace lifecycle: kubernetes ``pkg/registry/core/namespace/strategy.go`` (the
+  ``kubernetes`` finalizer and phase Active on create; status and finalizers kept on
+  update), ``pkg/registry/core/namespace/storage/storage.go`` (Delete: deletionTimestamp,
+  phase Terminating, the object returned, deleted only once ``spec.finalizers`` is empty;
+  the ``finalize`` subresource), ``pkg/controller/namespace/deletion/
+  namespaced_resources_deleter.go`` (delete all content, then remove the ``kubernetes``
+  finalizer, then delete) and ``status_condition_utils.go`` (the conditions and their
+  messages), ``staging/src/k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/
+  admission.go`` (the 403 and its ``NamespaceTerminating`` cause),
+  ``staging/src/k8s.io/apiserver/pkg/registry/generic/registry/store.go`` ("object is
+  being deleted: ..." on create; an object with finalizers is only marked by a delete, and
+  removed by the update that empties them). https://kubernetes.io/docs/concepts/overview/
+  working-with-objects/finalizers/ and .../namespaces/.
 - Assumed: messages of BadRequest answers and of the ``fail_next`` Status bodies.
 """
 
@@ -509,8 +539,12 @@ class KubernetesStandIn(LoopbackServer):
         failing_images: Iterable[str] = (),
         time_scale: float = 1.0,
         progress_deadline_seconds: float | None = None,
+        namespace_deletion_seconds: float = 0.2,
     ) -> None:
         super().__init__()
+        self.namespace_deletion_seconds = namespace_deletion_seconds
+        """How long the namespace controller takes to empty and finalize a deleted namespace."""
+        self._terminations: dict[str, asyncio.Task[None]] = {}
         self.token = token
         self.rollout_seconds = rollout_seconds
         self.failing_images: set[str] = set(failing_images)
@@ -529,6 +563,8 @@ class KubernetesStandIn(LoopbackServer):
         app.router.add_route("*", "/{tail:.*}", self._handle)
 
     async def before_stop(self) -> None:
+        for task in self._terminations.values():
+            task.cancel()
         for task in self._rollouts.values():
             task.cancel()
         for task in list(self._rollouts.values()):
@@ -635,13 +671,19 @@ class KubernetesStandIn(LoopbackServer):
         if not rest:
             return 200, self._resource_list(group, version)
         namespace: str | None = None
-        if rest[0] == "namespaces" and len(rest) >= 3:
+        if (
+            rest[0] == "namespaces"
+            and len(rest) >= 3
+            and rest[2:] not in (["finalize"], ["status"])
+        ):
             namespace, rest = rest[1], rest[2:]
         res = _BY_PATH.get((group, version, rest[0]))
         if res is None or (namespace is not None and not res.namespaced) or len(rest) > 3:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) >= 2 else None
         subresource = rest[2] if len(rest) == 3 else None
+        if res is _NAMESPACES and name and subresource == "finalize" and request.method == "PUT":
+            return 200, self._finalize(name, await _json_body(request))
         if subresource is not None and (subresource != "status" or request.method != "GET"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if res.namespaced and namespace is None and (name is not None or request.method != "GET"):
@@ -733,11 +775,14 @@ class KubernetesStandIn(LoopbackServer):
             meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
         name = str(meta.get("name") or "")
         self._check_namespace_matches(res, ns, meta)
+        self._admit_namespace(res, ns, name)
         self._validate(res, name, body)
-        if res.namespaced and self.objects._get(_NAMESPACES, "", ns) is None:
-            raise not_found(_NAMESPACES, ns)
-        if self.objects._get(res, ns, name) is not None:
-            raise already_exists(res, name)
+        existing = self.objects._get(res, ns, name)
+        if existing is not None:
+            error = already_exists(res, name)
+            if existing["metadata"].get("deletionTimestamp"):
+                error.message = f"object is being deleted: {error.message}"
+            raise error
         obj = self._store_new(res, ns, body)
         if res is _DEPLOYMENTS:
             self._reconcile(ns, name)
@@ -795,15 +840,13 @@ class KubernetesStandIn(LoopbackServer):
         return self._update(res, ns, current, patched)
 
     def _remove(self, res: Resource, ns: str, name: str) -> Obj:
+        held = self._held_by_finalizers(res, ns, name)
+        if held is not None:
+            return held
         obj = self.objects._delete(res, ns, name)
         if obj is None:
             raise not_found(res, name)
         obj["metadata"]["resourceVersion"] = self._bump()
-        if res is _NAMESPACES:
-            self.objects._drop_namespace(name)
-            obj["metadata"]["deletionTimestamp"] = _now()
-            obj["status"] = {"phase": "Terminating"}
-            return obj
         if res is _DEPLOYMENTS:
             task = self._rollouts.pop((ns, name), None)
             if task is not None:
@@ -837,6 +880,166 @@ class KubernetesStandIn(LoopbackServer):
                 "the namespace of the provided object does not match the namespace sent on "
                 "the request"
             )
+
+    # the namespace lifecycle: admission, finalizers and the namespace controller
+
+    def _admit_namespace(self, res: Resource, ns: str, name: str) -> None:
+        """NamespaceLifecycle admission: no creating in a missing or terminating namespace."""
+        if not res.namespaced:
+            return
+        namespace = self.objects._get(_NAMESPACES, "", ns)
+        if namespace is None:
+            raise not_found(_NAMESPACES, ns)
+        if (namespace.get("status") or {}).get("phase") == "Terminating":
+            reason = (
+                f"unable to create new content in namespace {ns} because it is being terminated"
+            )
+            details = _details(res, name)
+            details["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {ns} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
+            message = f'{res.qualified} "{name}" is forbidden: {reason}'
+            raise ApiError(403, "Forbidden", message, details)
+
+    def _held_by_finalizers(self, res: Resource, ns: str, name: str) -> Obj | None:
+        """A DELETE of a namespace, or of an object with finalizers, only marks it: the
+        object (with ``deletionTimestamp``) is the answer, and it stays. None otherwise."""
+        obj = self.objects._get(res, ns, name)
+        if obj is None or (res is not _NAMESPACES and not obj["metadata"].get("finalizers")):
+            return None
+        meta = obj["metadata"]
+        if not meta.get("deletionTimestamp"):
+            meta["deletionTimestamp"] = _now()
+            if res is _NAMESPACES:
+                obj["status"] = {**(obj.get("status") or {}), "phase": "Terminating"}
+                self._terminations[name] = asyncio.get_running_loop().create_task(
+                    self._terminate(name)
+                )
+            self._save(res, ns, obj)
+        return copy.deepcopy(obj)
+
+    def _finally_gone(self, res: Resource, ns: str, obj: Obj) -> Obj:
+        """The update that took the last finalizer away deletes the object."""
+        self.objects._delete(res, ns, obj["metadata"]["name"])
+        if res is _NAMESPACES:
+            self.objects._drop_namespace(obj["metadata"]["name"])
+        return copy.deepcopy(obj)
+
+    def _finalize(self, name: str, body: Obj) -> Obj:
+        """``PUT /api/v1/namespaces/<name>/finalize``: only ``spec.finalizers`` changes."""
+        current = self.objects._get(_NAMESPACES, "", name)
+        if current is None:
+            raise not_found(_NAMESPACES, name)
+        obj = copy.deepcopy(current)
+        obj["spec"] = {**(obj.get("spec") or {}), **_finalizers_of(body)}
+        if obj == current:
+            return copy.deepcopy(current)
+        self._save(_NAMESPACES, "", obj)
+        if obj["metadata"].get("deletionTimestamp") and not _holding(_NAMESPACES, obj):
+            return self._finally_gone(_NAMESPACES, "", obj)
+        return copy.deepcopy(obj)
+
+    async def _terminate(self, name: str) -> None:
+        """The namespace controller: delete everything in the namespace, say what remains
+        in its conditions, and take the ``kubernetes`` finalizer away once nothing does."""
+        try:
+            await asyncio.sleep(self.namespace_deletion_seconds)
+            while True:
+                namespace = self.objects._get(_NAMESPACES, "", name)
+                if namespace is None or not namespace["metadata"].get("deletionTimestamp"):
+                    return
+                remaining, finalizers = self._delete_content(name)
+                self._namespace_conditions(namespace, remaining, finalizers)
+                if not remaining:
+                    left = [f for f in _finalizers_of(namespace)["finalizers"] if f != "kubernetes"]
+                    self._finalize(name, {"spec": {"finalizers": left}})
+                    return
+                await asyncio.sleep(max(self.namespace_deletion_seconds, 0.05))
+        finally:
+            self._terminations.pop(name, None)
+
+    def _delete_content(self, ns: str) -> tuple[dict[str, int], dict[str, int]]:
+        """Delete every object in ``ns``; what remains (by ``<plural>.<group>``) and the
+        finalizers holding it (by finalizer), with their counts."""
+        remaining: dict[str, int] = {}
+        finalizers: dict[str, int] = {}
+        for res in RESOURCES:
+            if not res.namespaced:
+                continue
+            for obj in list(self.objects._all(res, ns)):
+                name = obj["metadata"]["name"]
+                if self.objects._get(res, ns, name) is None:
+                    continue  # went with its owner
+                with contextlib.suppress(ApiError):
+                    self._remove(res, ns, name)
+                if self.objects._get(res, ns, name) is not None:
+                    key = f"{res.plural}.{res.group}"
+                    remaining[key] = remaining.get(key, 0) + 1
+                    for finalizer in obj["metadata"].get("finalizers") or []:
+                        finalizers[finalizer] = finalizers.get(finalizer, 0) + 1
+        return remaining, finalizers
+
+    def _namespace_conditions(
+        self, namespace: Obj, remaining: dict[str, int], finalizers: dict[str, int]
+    ) -> None:
+        def listed(counts: dict[str, int], form: str) -> str:
+            return ", ".join(sorted(form.format(k, n) for k, n in counts.items()))
+
+        wanted = {
+            "NamespaceDeletionDiscoveryFailure": (
+                "ResourcesDiscovered",
+                "All resources successfully discovered",
+            ),
+            "NamespaceDeletionGroupVersionParsingFailure": (
+                "ParsedGroupVersions",
+                "All legacy kube types successfully parsed",
+            ),
+            "NamespaceDeletionContentFailure": (
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization",
+            ),
+            "NamespaceContentRemaining": (
+                (
+                    "SomeResourcesRemain",
+                    "Some resources are remaining: "
+                    + listed(remaining, "{} has {} resource instances"),
+                )
+                if remaining
+                else ("ContentRemoved", "All content successfully removed")
+            ),
+            "NamespaceFinalizersRemaining": (
+                (
+                    "SomeFinalizersRemain",
+                    "Some content in the namespace has finalizers remaining: "
+                    + listed(finalizers, "{} in {} resource instances"),
+                )
+                if finalizers
+                else ("ContentHasNoFinalizers", "All content-preserving finalizers finished")
+            ),
+        }
+        status = namespace.setdefault("status", {})
+        old = {c["type"]: c for c in status.get("conditions") or []}
+        conditions = []
+        for kind, (reason, message) in wanted.items():
+            truth = "True" if reason.startswith("Some") else "False"
+            before = old.get(kind)
+            since = before["lastTransitionTime"] if before and before["status"] == truth else _now()
+            conditions.append(
+                {
+                    "type": kind,
+                    "status": truth,
+                    "lastTransitionTime": since,
+                    "reason": reason,
+                    "message": message,
+                }
+            )
+        if conditions != status.get("conditions"):
+            status["conditions"] = conditions
+            self._save(_NAMESPACES, "", namespace)
 
     def _validate(self, res: Resource, name: str, body: Obj) -> None:
         causes: list[tuple[str, str]] = []
@@ -904,13 +1107,16 @@ class KubernetesStandIn(LoopbackServer):
         obj["kind"], obj["apiVersion"] = res.kind, res.api_version
         meta = obj.setdefault("metadata", {})
         old_meta = current["metadata"]
-        for key in ("uid", "creationTimestamp", "generation", "namespace"):
+        for key in ("uid", "creationTimestamp", "generation", "namespace", "deletionTimestamp"):
             if key in old_meta:
                 meta[key] = old_meta[key]
             else:
                 meta.pop(key, None)
         self._validate(res, meta["name"], obj)
         _defaults(res, obj)
+        if res is _NAMESPACES:  # the strategy's PrepareForUpdate
+            obj["status"] = copy.deepcopy(current.get("status", {}))
+            obj["spec"] = {**(obj.get("spec") or {}), **_finalizers_of(current)}
         if res in (_DEPLOYMENTS, _REPLICASETS):
             obj["status"] = copy.deepcopy(current.get("status", {}))
         spec_changed = obj.get("spec") != current.get("spec")
@@ -927,6 +1133,8 @@ class KubernetesStandIn(LoopbackServer):
             return copy.deepcopy(current)
         meta["resourceVersion"] = self._bump()
         self.objects._put(res, ns, obj)
+        if meta.get("deletionTimestamp") and not _holding(res, obj):
+            return self._finally_gone(res, ns, obj)
         if res is _DEPLOYMENTS and spec_changed:
             self._reconcile(ns, meta["name"])
             obj = self.objects._get(res, ns, meta["name"]) or obj
@@ -1196,8 +1404,10 @@ async def _json_body(request: web.Request, *, object_only: bool = True) -> Any:
 
 def _defaults(res: Resource, obj: Obj) -> None:
     """The defaults the API server fills in, for the fields the bot reads."""
-    if res is _NAMESPACES:
-        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+    if res is _NAMESPACES:  # PrepareForCreate (an update keeps the stored ones)
+        finalizers = obj.setdefault("spec", {}).setdefault("finalizers", [])
+        if "kubernetes" not in finalizers:
+            finalizers.append("kubernetes")
         obj["status"] = {"phase": "Active"}
     elif res.kind == "Secret":
         obj.setdefault("type", "Opaque")
@@ -1217,6 +1427,16 @@ def _defaults(res: Resource, obj: Obj) -> None:
                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
             },
         )
+
+
+def _finalizers_of(namespace: Obj) -> Obj:
+    return {"finalizers": list((namespace.get("spec") or {}).get("finalizers") or [])}
+
+
+def _holding(res: Resource, obj: Obj) -> list[str]:
+    """The finalizers that keep a deleted object: a namespace's ``spec.finalizers`` too."""
+    held = list(obj["metadata"].get("finalizers") or [])
+    return held + _finalizers_of(obj)["finalizers"] if res is _NAMESPACES else held
 
 
 def _owner_uid(obj: Obj) -> str | None:

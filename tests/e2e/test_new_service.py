@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import hvac
 import pytest
+from kubernetes import client
+from pydantic import SecretStr
 from sqlalchemy import update
 
 from app.bootstrap import build_app
@@ -23,14 +26,15 @@ from features.new_service.provisioning import NewServiceExecutor
 from features.new_service.request import NewService
 from kernel.actions import Action, Step, StepContext
 from kernel.ports.systems import SecretStore
-from sandbox.app.stack import SandboxStack, sandbox_stack
+from sandbox.app.stack import KUBERNETES_TOKEN, SandboxStack, sandbox_stack
 from sandbox.standins.slack_api import Message
-from tests.harness import Chat
+from tests.harness import Chat, eventually
 
 ENVIRONMENTS = ("staging", "prod", "prod-eu")
 CLUSTER_OF = {"staging": "sandbox-staging", "prod": "sandbox-prod", "prod-eu": "sandbox-prod-eu"}
 STATE_OF_ICON = {icon: state for state, icon in STEP_ICONS.items()}
 ORDER = {"pending": 0, "running": 1, "done": 2, "failed": 2}
+HOLD = "example.com/hold"
 
 
 @pytest.fixture
@@ -382,3 +386,208 @@ async def test_gitlab_500_then_retry_then_a_failure_then_clean_up_leaves_nothing
         )
         assert (secrets.kv_exists, secrets.policy_exists, secrets.role_exists) == (False,) * 3
     assert "ledger" not in stack.bot.ports.catalog.model.services
+
+
+# -- Clean up that always finishes ----------------------------------------------------------
+
+
+def lines_of(message: Message) -> list[str]:
+    text: str = message.blocks[1]["text"]["text"]
+    return text.splitlines()
+
+
+def contexts_of(message: Message) -> list[str]:
+    return [b["elements"][0]["text"] for b in message.blocks if b["type"] == "context"]
+
+
+def kube_core(stack: SandboxStack, cluster: str) -> client.CoreV1Api:
+    """The official client on one of the stack's clusters: what a person with kubectl does."""
+    config = client.Configuration(host=stack.clusters[cluster].url)
+    config.api_key = {"authorization": f"Bearer {KUBERNETES_TOKEN}"}
+    return client.CoreV1Api(client.ApiClient(config))
+
+
+async def hold(core: client.CoreV1Api, namespace: str) -> None:
+    """Give `namespace` content that a finalizer holds, so deleting it waits for that."""
+    held = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="held", finalizers=[HOLD]))
+    await asyncio.to_thread(core.create_namespaced_config_map, namespace, held)
+
+
+async def release(core: client.CoreV1Api, namespace: str) -> None:
+    patch = {"metadata": {"finalizers": None}}
+    await asyncio.to_thread(core.patch_namespaced_config_map, "held", namespace, patch)
+
+
+async def test_clean_up_with_vault_unconfigured_removes_the_rest_and_says_what_is_left(
+    database_url: str,
+) -> None:
+    no_vault = {"vault_addr": None, "vault_token": None}
+    async with sandbox_stack(
+        database_url=database_url, vault=True, settings_overrides=no_vault
+    ) as stack:
+        chat = Chat(stack)
+        seen = await chat.say("/platform new-service node-postgres ledger --team payments")
+        assert seen.text.startswith("Creating `ledger`")
+        failed = await progress(stack, "ledger", "*Failed*")
+        assert lines_of(failed)[2] == (
+            "\u2717 Vault paths, policies and roles: Vault is not configured on this bot"
+        )
+        operator = (
+            ":wrench: Vault is not configured on this bot (it needs VAULT_ADDR and VAULT_TOKEN). "
+            "That is not yours to fix: ask the platform team (<!subteam^S03PLATFORM>), then "
+            "press Retry."
+        )
+        assert contexts_of(failed) == [operator]  # said once, as the operator's problem
+        assert json.dumps(failed.blocks).count("VAULT_ADDR") == 1
+
+        await stack.sender.block_actions(
+            user="alice",
+            action_id="newservice.cleanup",
+            channel="C01PAYMENTS",
+            message_ts=failed.ts,
+        )
+        kept = await progress(stack, "ledger", "*Failed*", containing="Remove the catalog entry")
+        assert lines_of(kept) == [
+            "\u2713 Keep the catalog entry while anything is left: `/platform status` shows what "
+            "is left until all of it is gone",
+            "\u2717 Delete Vault paths, policies and roles: Vault is not configured on this bot",
+            "\u2713 Delete Kubernetes namespaces (and wait until they are gone): ledger-staging, "
+            "ledger-prod, ledger-prod-eu gone",
+            "\u2713 Delete the GitLab project: payments/ledger removed for good",
+            "\u2717 Remove the catalog entry: kept while these remain: Vault paths, policies and "
+            "roles payments-ledger-* (staging, prod, prod-eu). Retry does only what failed",
+        ]
+        assert contexts_of(kept) == [operator]
+        buttons = [
+            e["action_id"] for b in kept.blocks if b["type"] == "actions" for e in b["elements"]
+        ]
+        assert buttons == ["run.retry"]
+        with pytest.raises(KeyError):
+            stack.gitlab.project("payments/ledger")
+        for env in ENVIRONMENTS:
+            namespaces = stack.clusters[CLUSTER_OF[env]].objects
+            assert namespaces.get("namespaces", None, f"ledger-{env}") is None
+
+        # what is left stays findable, and holds the name
+        status = await chat.say("/platform status ledger", as_user="erin")
+        assert ":broom: Being removed: Clean up was asked by <@U01ALICE>. Still there:\n" in (
+            status.text
+        )
+        assert "• Vault paths, policies and roles payments-ledger-* (staging, prod, prod-eu)" in (
+            status.text
+        )
+        audit = await chat.say("/platform audit ledger", as_user="erin")
+        assert "*catalog.removing* ledger" in audit.text and "*run.failed* ledger" in audit.text
+        again = await chat.say("/platform new-service node-postgres ledger --team payments")
+        assert "`ledger` is still being cleaned up; the name frees up once all of it is gone." in (
+            again.text
+        )
+
+        # the platform team configures Vault (a bot started with it takes over the work),
+        # and Retry does only what failed
+        for task in asyncio.all_tasks():
+            if task.get_name() == "run-worker":
+                task.cancel()
+        second = build_app(
+            stack.bot.settings.model_copy(
+                update={
+                    "worker_id": "second",
+                    "port": 0,
+                    "vault_addr": stack.vault_url,
+                    "vault_token": SecretStr(stack.vault_token or ""),
+                }
+            ),
+            auto_upgrade=True,
+        )
+        try:
+            await second.start()
+            gitlab_mark = len(stack.gitlab.requests)
+            cluster_marks = {n: len(c.requests) for n, c in stack.clusters.items()}
+            await stack.sender.block_actions(
+                user="alice", action_id="run.retry", channel="C01PAYMENTS", message_ts=kept.ts
+            )
+            done = await progress(stack, "ledger", "*Done*", containing="Remove the catalog entry")
+            assert lines_of(done)[-1] == (
+                "\u2713 Remove the catalog entry: all gone; the name ledger is free"
+            )
+            assert contexts_of(done) == []
+            assert stack.gitlab.requests[gitlab_mark:] == []  # done parts were not redone
+            assert all(len(c.requests) == cluster_marks[n] for n, c in stack.clusters.items())
+            await stack.bot.registry.refresh()  # what its catalog-refresh loop does, every 30 s
+            assert "ledger" not in stack.bot.ports.catalog.model.services
+            seen = await chat.say("/platform new-service node-postgres ledger --team payments")
+            assert seen.text.startswith("Creating `ledger`")
+        finally:
+            await second.stop()
+
+
+async def test_a_held_name_says_so_and_is_reusable_once_kubernetes_and_gitlab_free_it(
+    stack: SandboxStack,
+) -> None:
+    stack.gitlab.immediate_deletion_allowed = False  # as on GitLab.com
+    chat = Chat(stack)
+    staging = kube_core(stack, "sandbox-staging")
+    prod = kube_core(stack, "sandbox-prod")
+
+    # someone deleted a namespace by hand, and a finalizer holds it: that name is not free
+    await asyncio.to_thread(
+        staging.create_namespace, client.V1Namespace(metadata={"name": "orders-staging"})
+    )
+    await hold(staging, "orders-staging")
+    await asyncio.to_thread(staging.delete_namespace, "orders-staging")
+    await stack.clusters["sandbox-staging"].wait_for(  # the namespace controller's first go
+        "Namespace", None, "orders-staging", lambda ns: bool(ns["status"].get("conditions"))
+    )
+    seen = await chat.say("/platform new-service node-postgres orders --team payments")
+    assert (
+        "The namespace `orders-staging` in staging is still being deleted (Terminating since "
+        in (seen.text)
+    )
+    assert (
+        "the name frees up once Kubernetes has removed it, usually within minutes. It waits for: "
+        in (seen.text)
+    )
+
+    # a new service fails at Vault; while it is cleaned up, a finalizer holds a namespace
+    vault_api = hvac.Client(url=stack.vault_url, token=stack.vault_token)
+    vault_api.sys.disable_auth_method(path="kubernetes")  # its Vault step fails
+    await chat.say("/platform new-service node-postgres ledger --team payments")
+    failed = await progress(stack, "ledger", "*Failed*")
+    old_id = stack.gitlab.project("payments/ledger")["id"]
+    await hold(prod, "ledger-prod")
+    await stack.sender.block_actions(
+        user="alice", action_id="newservice.cleanup", channel="C01PAYMENTS", message_ts=failed.ts
+    )
+    await progress(
+        stack,
+        "ledger",
+        "*Running*",
+        containing="ledger-prod: Terminating (Some resources are remaining: configmaps. has 1 "
+        "resource instances; Some content in the namespace has finalizers remaining: "
+        f"{HOLD} in 1 resource instances)",
+    )
+    again = await chat.say("/platform new-service node-postgres ledger --team payments")
+    assert "`ledger` is still being cleaned up" in again.text
+
+    await release(prod, "ledger-prod")
+    done = await progress(stack, "ledger", "*Done*", containing="Remove the catalog entry")
+    today = datetime.now(UTC).date().isoformat()
+    assert lines_of(done)[3] == (
+        f"\u2713 Delete the GitLab project: GitLab marked it for deletion on {today} and will not "
+        "remove it at once here (`permanently_remove` option is not permitted on this instance): "
+        f"it keeps it as payments/ledger-deletion_scheduled-{old_id} for its retention period (30 "
+        "days unless your GitLab admins changed it), then removes it; the name payments/ledger "
+        "is free already"
+    )
+    kept = stack.gitlab.project(f"payments/ledger-deletion_scheduled-{old_id}")
+    assert kept["marked_for_deletion_on"] == today
+
+    seen = await chat.say("/platform new-service node-postgres ledger --team payments")
+    assert seen.text.startswith("Creating `ledger`")
+    # a new project takes the path (GitLab drops the redirect to the marked one)
+    await eventually(lambda: stack.gitlab.project("payments/ledger")["id"] != old_id)
+    made = await progress(stack, "ledger", "*Failed*", containing="\u2713 Kubernetes namespaces")
+    assert lines_of(made)[:2] == [  # (Vault still distrusts the clusters: it fails there again)
+        "\u2713 GitLab project, skeleton and CI/CD",
+        "\u2713 Kubernetes namespaces",
+    ]

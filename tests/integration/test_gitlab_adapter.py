@@ -8,12 +8,13 @@ protected branches) and from the requests it received.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 
 from adapters.gitlab import GitLabCodeHost
 from kernel.errors import AdapterError
-from kernel.ports.systems import CiVariable, Pipeline, Project
+from kernel.ports.systems import CiVariable, Pipeline, Project, ProjectRemoval
 from sandbox.standins.gitlab import GitLabStandIn
 
 TOKEN = "glpat-adapter-test-token"
@@ -78,16 +79,67 @@ async def test_ensure_project_creates_missing_groups(
     assert calls(standin, "POST", "/groups") == 2
 
 
-async def test_delete_project_tolerates_a_missing_one(
+async def test_delete_marks_then_removes_for_good_and_tolerates_what_is_gone(
     host: GitLabCodeHost, standin: GitLabStandIn
 ) -> None:
-    await new_project(host)
+    project = await new_project(host)
 
-    assert await host.delete_project(PATH) is True
-    assert await host.delete_project(PATH) is False
-    assert await host.find_project(PATH) is None
+    removed = await host.delete_project(PATH)
+
+    assert removed == ProjectRemoval("removed", PATH, marked_on=datetime.now(UTC).date())
     with pytest.raises(KeyError):
         standin.project(PATH)
+    deletes = [r for r in standin.requests if r.method == "DELETE"]
+    assert [(r.path, r.query, r.status) for r in deletes] == [
+        (f"/api/v4/projects/{project.id}", "", 202),  # marked (and renamed)
+        (  # then removed, naming the renamed project as GitLab asks
+            f"/api/v4/projects/{project.id}",
+            "permanently_remove=true&full_path="
+            f"platform%2Fpayments%2Fcheckout-deletion_scheduled-{project.id}",
+            202,
+        ),
+    ]
+    assert await host.delete_project(PATH) == ProjectRemoval("absent", PATH)
+    assert await host.find_project(PATH) is None
+
+
+async def test_where_gitlab_keeps_it_the_project_stays_marked_and_the_name_is_free() -> None:
+    async with GitLabStandIn(token=TOKEN, groups=GROUPS, immediate_deletion_allowed=False) as saas:
+        host = GitLabCodeHost(saas.url, TOKEN, timeout=5)
+        try:
+            old = await new_project(host)
+            renamed = f"{PATH}-deletion_scheduled-{old.id}"
+            expected = ProjectRemoval(
+                "scheduled",
+                renamed,
+                marked_on=datetime.now(UTC).date(),
+                name_free=True,
+                reason="`permanently_remove` option is not permitted on this instance.",
+            )
+            assert await host.delete_project(PATH) == expected
+            assert await host.delete_project(PATH) == expected  # again: no "already marked"
+            # GET by the old path follows GitLab's redirect to the marked project, which
+            # must not count as "there" nor be adopted: the path is free for a new one
+            assert saas.project(PATH)["id"] == old.id
+            assert await host.find_project(PATH) is None
+            new = await new_project(host)
+            assert new.id != old.id and new.path_with_namespace == PATH
+            # the old one, named by its id, is still the only one Clean up touches
+            assert await host.delete_project(PATH, project_id=old.id) == expected
+            assert saas.project(PATH)["id"] == new.id
+        finally:
+            host.close()
+
+
+async def test_without_delayed_deletion_it_is_removed_at_once() -> None:
+    async with GitLabStandIn(token=TOKEN, groups=GROUPS, delayed_deletion=False) as free:
+        host = GitLabCodeHost(free.url, TOKEN, timeout=5)
+        try:
+            await new_project(host)
+            assert await host.delete_project(PATH) == ProjectRemoval("removed", PATH)
+            assert [r.method for r in free.requests].count("DELETE") == 1
+        finally:
+            host.close()
 
 
 # -- commits -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from kernel.ports.systems import NamespaceSpec, RolloutStatus
 from sandbox.standins.kubernetes import KubernetesStandIn
 
 TOKEN = "kube-test-token"
+HOLD = "example.com/hold"
 NS = "payments-checkout-prod"
 
 
@@ -309,9 +310,53 @@ async def test_describe_and_delete_namespace(env: Env) -> None:
         "RoleBinding": ["team-edit"],
         "ServiceAccount": ["checkout"],
     }
+    assert state.phase == "Active" and not state.terminating
     assert await env.cluster.delete_namespace(NS) is True
+    async with asyncio.timeout(5):  # Terminating a moment, then gone
+        while True:
+            if await env.cluster.describe_namespace(NS) is None:
+                break
+            await asyncio.sleep(0.02)
     assert await env.cluster.delete_namespace(NS) is False
-    assert await env.cluster.describe_namespace(NS) is None
+
+
+async def test_a_terminating_namespace_is_described_and_refused_in_words(env: Env) -> None:
+    await env.cluster.ensure_namespace(spec())
+    core = client.CoreV1Api(env.setup.api_client)
+    held = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="held", finalizers=[HOLD]))
+    await asyncio.to_thread(core.create_namespaced_config_map, NS, held)
+
+    assert await env.cluster.delete_namespace(NS) is True
+    assert await env.cluster.delete_namespace(NS) is True  # still there, Terminating
+
+    async with asyncio.timeout(5):  # until the namespace controller has had its go
+        while True:
+            state = await env.cluster.describe_namespace(NS)
+            assert state is not None and state.terminating
+            if state.waiting_for and "finalizers remaining" in state.waiting_for:
+                break
+            await asyncio.sleep(0.02)
+    assert state.deleting_since is not None
+    assert state.waiting_for == (
+        "Some resources are remaining: configmaps. has 1 resource instances; Some content in "
+        f"the namespace has finalizers remaining: {HOLD} in 1 resource instances"
+    )
+    with pytest.raises(AdapterError) as refused:
+        await env.cluster.ensure_namespace(spec())
+    assert refused.value.message == (
+        f"namespace {NS} is still being deleted (Terminating since "
+        f"{state.deleting_since:%H:%M} UTC); nothing can be created in it, and it can be made "
+        "again once Kubernetes has removed it"
+    )
+
+    patch = {"metadata": {"finalizers": None}}
+    await asyncio.to_thread(core.patch_namespaced_config_map, "held", NS, patch)
+    async with asyncio.timeout(5):
+        while True:
+            if await env.cluster.describe_namespace(NS) is None:
+                break
+            await asyncio.sleep(0.02)
+    assert await env.cluster.ensure_namespace(spec())  # the name is free again
 
 
 async def test_server_errors_carry_the_status_message(env: Env) -> None:

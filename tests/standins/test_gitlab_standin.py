@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import gitlab
@@ -280,16 +281,102 @@ async def test_fail_next_gives_500_once(gl: gitlab.Gitlab, standin: GitLabStandI
     assert [r.status for r in standin.requests[-3:]] == [500, 500, 200]
 
 
-async def test_delete_project_then_404(gl: gitlab.Gitlab, standin: GitLabStandIn) -> None:
+async def delete_error(gl: gitlab.Gitlab, ref: int | str, **params: Any) -> tuple[int, str]:
+    """The status and GitLab's message of a DELETE /projects/:id that fails."""
+    with pytest.raises(gitlab.GitlabDeleteError) as caught:
+        await call(gl.projects.delete, ref, **params)
+    assert caught.value.response_code is not None
+    return caught.value.response_code, str(caught.value.error_message)
+
+
+async def test_delete_only_marks_the_project_renames_it_and_leaves_a_redirect(
+    gl: gitlab.Gitlab, standin: GitLabStandIn
+) -> None:
     project = await new_project(gl)
+    deleted = await call(
+        requests.delete,
+        f"{standin.url}/api/v4/projects/{project.id}",
+        headers={"PRIVATE-TOKEN": TOKEN},
+        timeout=5,
+    )
+    assert (deleted.status_code, deleted.json()) == (202, {"message": "202 Accepted"})
+
+    marked = await call(gl.projects.get, project.id)
+    renamed = f"checkout-deletion_scheduled-{project.id}"
+    assert (marked.path, marked.name) == (renamed, renamed)
+    assert marked.path_with_namespace == f"platform/payments/{renamed}"
+    assert marked.archived is True
+    today = datetime.now(UTC).date().isoformat()
+    assert marked.marked_for_deletion_on == marked.marked_for_deletion_at == today
+    # the old path is a redirect: API lookups by path still find the marked project
+    assert (await call(gl.projects.get, "platform/payments/checkout")).id == project.id
+    assert await delete_error(gl, project.id) == (
+        400,
+        "Project has been already marked for deletion",
+    )
+
+
+async def test_permanent_removal_needs_the_mark_and_the_renamed_full_path(
+    gl: gitlab.Gitlab, standin: GitLabStandIn
+) -> None:
+    project = await new_project(gl)
+    assert await delete_error(
+        gl, project.id, permanently_remove=True, full_path="platform/payments/checkout"
+    ) == (400, "Project must be marked for deletion first.")
     await call(gl.projects.delete, project.id)
-    with pytest.raises(gitlab.GitlabGetError) as caught:
-        await call(gl.projects.get, "platform/payments/checkout")
-    assert caught.value.response_code == 404
+    assert await delete_error(
+        gl, project.id, permanently_remove=True, full_path="platform/payments/checkout"
+    ) == (400, "`full_path` is incorrect. You must enter the complete path for the project.")
+    renamed = (await call(gl.projects.get, project.id)).path_with_namespace
+    await call(gl.projects.delete, project.id, permanently_remove=True, full_path=renamed)
+    for ref in (project.id, renamed, "platform/payments/checkout"):
+        with pytest.raises(gitlab.GitlabGetError) as caught:
+            await call(gl.projects.get, ref)
+        assert caught.value.response_code == 404
     with pytest.raises(KeyError):
         standin.project("platform/payments/checkout")
-    again = await new_project(gl)  # the path is free again
-    assert again.id != project.id
+
+
+async def test_a_new_project_takes_the_path_of_a_marked_one_and_drops_its_redirect(
+    gl: gitlab.Gitlab, standin: GitLabStandIn
+) -> None:
+    old = await new_project(gl)
+    await call(gl.projects.delete, old.id)
+    new = await new_project(gl)  # the rename freed the path
+    assert new.id != old.id
+    assert (await call(gl.projects.get, "platform/payments/checkout")).id == new.id
+    assert (await call(gl.projects.get, old.id)).marked_for_deletion_on is not None
+
+
+async def test_where_immediate_deletion_is_not_permitted_the_retention_period_decides() -> None:
+    async with GitLabStandIn(
+        token=TOKEN, groups=GROUPS, immediate_deletion_allowed=False, deletion_adjourned_period=7
+    ) as saas:
+        gl = gitlab.Gitlab(saas.url, private_token=TOKEN)
+        project = await new_project(gl)
+        await call(gl.projects.delete, project.id)
+        renamed = (await call(gl.projects.get, project.id)).path_with_namespace
+        assert await delete_error(gl, project.id, permanently_remove=True, full_path=renamed) == (
+            400,
+            "`permanently_remove` option is not permitted on this instance.",
+        )
+        today = datetime.now(UTC).date()
+        assert saas.run_adjourned_deletion(today + timedelta(days=7)) == []
+        assert saas.run_adjourned_deletion(today + timedelta(days=8)) == [renamed]
+        with pytest.raises(gitlab.GitlabGetError):
+            await call(gl.projects.get, project.id)
+
+
+async def test_without_delayed_deletion_a_delete_removes_at_once() -> None:
+    async with GitLabStandIn(token=TOKEN, groups=GROUPS, delayed_deletion=False) as free:
+        gl = gitlab.Gitlab(free.url, private_token=TOKEN)
+        project = await new_project(gl)
+        await call(gl.projects.delete, project.id)
+        with pytest.raises(gitlab.GitlabGetError) as caught:
+            await call(gl.projects.get, "platform/payments/checkout")
+        assert caught.value.response_code == 404
+        again = await new_project(gl)  # the path is free again
+        assert again.id != project.id
 
 
 async def test_lists_are_paginated_like_gitlab(gl: gitlab.Gitlab, standin: GitLabStandIn) -> None:

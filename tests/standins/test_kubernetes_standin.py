@@ -354,6 +354,11 @@ async def test_discovery_and_deleting_a_namespace(kube: Kube) -> None:
 
     await kube.call(kube.core.delete_namespace, NS)
 
+    async with asyncio.timeout(5):  # Terminating first, gone once its content is
+        while True:
+            if kube.standin.objects.get("Namespace", None, NS) is None:
+                break
+            await asyncio.sleep(0.02)
     assert (await kube.error(kube.core.read_namespace, NS)).status == 404
     assert kube.standin.objects.list("ConfigMap") == []
 

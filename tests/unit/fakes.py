@@ -224,6 +224,16 @@ class FakeServiceRegistry:
         self.catalog.remove_service(name)
         return self.registered.pop(name, None) is not None
 
+    async def record_removal(
+        self, name: Any, definition: dict[str, Any], *, remains: Any, by: Any
+    ) -> None:
+        from catalog.model import Service
+
+        base = dict(self.registered.get(name) or definition)
+        base["removal"] = {"requested_by": by, "remains": list(remains)}
+        self.catalog.add_service(name, Service.model_validate(base))
+        self.registered[name] = base
+
 
 class FakeApprovalDesk:
     """An approval desk holding requests in a dict; votes are recorded, never checked
@@ -297,6 +307,9 @@ class FakeRunControl:
     async def action(self, run_id: Any) -> Action | None:
         found = self.runs.get(run_id)
         return found[1] if found else None
+
+    async def outputs(self, run_id: Any) -> dict[str, dict[str, Any]]:
+        return {}
 
     async def close(self, run_id: Any, *, by: Any, reason: str) -> bool:
         found = self.runs.get(run_id)

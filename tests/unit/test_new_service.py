@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from features.new_service.command import NewServiceCommand
 from features.new_service.modal import NewServiceForm, TeamOptions, TemplateChosen, TemplateOptions
 from features.new_service.provisioning import NewServiceExecutor
 from features.new_service.request import CleanUpService, NewService, name_problem
+from features.releases.status import Status
 from kernel.actions import Action, Step, StepContext
 from kernel.errors import AdapterError, StepFailed, UsageError
 from kernel.ids import RunId, SlackChannelId, SlackTeamId
@@ -34,6 +36,7 @@ from kernel.ports.systems import (
     NamespaceState,
     Pipeline,
     Project,
+    ProjectRemoval,
     ServiceSecrets,
 )
 from tests.unit.fakes import (
@@ -49,6 +52,8 @@ from tests.unit.fakes import (
     make_context,
     sample_catalog,
 )
+
+TODAY = date(2025, 6, 3)
 
 TEMPLATE_YML = """\
 name: tiny-api
@@ -81,6 +86,8 @@ class FakeCodeHost:
         self.variables: dict[int, dict[tuple[str, str], str]] = {}
         self.protected: dict[int, set[str]] = {}
         self.fail_commit: str | None = None
+        self.marked: dict[str, Project] = {}
+        self.keep_marked = False
         self.answer_after = 0.0
         """Seconds find_project takes (a slow GitLab)."""
         for path in existing:
@@ -133,16 +140,35 @@ class FakeCodeHost:
     async def pipelines(self, project_id: int, *, ref: str | None = None) -> list[Pipeline]:
         return []
 
-    async def delete_project(self, path_with_namespace: str) -> bool:
-        return self.projects.pop(path_with_namespace, None) is not None
+    async def delete_project(
+        self, path_with_namespace: str, *, project_id: int | None = None
+    ) -> ProjectRemoval:
+        """As GitLab where deletion is delayed: marked (renamed) first, then removed for
+        good, unless `keep_marked` (GitLab.com), when it stays marked."""
+        project = self.projects.pop(path_with_namespace, None) or next(
+            (p for p in self.marked.values() if p.id == project_id), None
+        )
+        if project is None:
+            return ProjectRemoval("absent", path_with_namespace)
+        renamed = f"{path_with_namespace}-deletion_scheduled-{project.id}"
+        if self.keep_marked:
+            self.marked[renamed] = replace(project, marked_for_deletion_on=TODAY)
+            return ProjectRemoval("scheduled", renamed, marked_on=TODAY, reason="not permitted")
+        self.marked.pop(renamed, None)
+        return ProjectRemoval("removed", path_with_namespace, marked_on=TODAY)
 
 
 @dataclass
 class FakeCluster:
     namespaces: dict[str, NamespaceSpec] = field(default_factory=dict)
     created: int = 0
+    linger: int = 2
+    """How many looks a deleted namespace stays Terminating for, as Kubernetes keeps it."""
+    terminating: dict[str, int] = field(default_factory=dict)
 
     async def ensure_namespace(self, spec: NamespaceSpec) -> list[str]:
+        if spec.name in self.terminating:
+            raise AdapterError("Kubernetes", f"namespace {spec.name} is still being deleted")
         if spec.name in self.namespaces:
             return []
         self.namespaces[spec.name] = spec
@@ -151,10 +177,29 @@ class FakeCluster:
 
     async def describe_namespace(self, name: str) -> NamespaceState | None:
         spec = self.namespaces.get(name)
-        return None if spec is None else NamespaceState(name, {"team": spec.team}, {})
+        if spec is None:
+            return None
+        labels = {"team": spec.team, "platform.example.com/service": spec.service}
+        if name not in self.terminating:
+            return NamespaceState(name, labels, {})
+        self.terminating[name] -= 1
+        if self.terminating[name] < 0:
+            del self.terminating[name], self.namespaces[name]
+            return None
+        return NamespaceState(
+            name,
+            labels,
+            {},
+            phase="Terminating",
+            deleting_since=datetime(2025, 6, 3, 12, 1, tzinfo=UTC),
+            waiting_for="Some resources are remaining: configmaps. has 1 resource instances",
+        )
 
     async def delete_namespace(self, name: str) -> bool:
-        return self.namespaces.pop(name, None) is not None
+        if name not in self.namespaces:
+            return False
+        self.terminating.setdefault(name, self.linger)
+        return True
 
 
 class FakeClusters:
@@ -233,6 +278,10 @@ class RunsWithActions:
     def __init__(self, runs: FakeRuns) -> None:
         self.runs = runs
         self.closed: set[RunId] = set()
+        self.outputs_of: dict[str, dict[str, dict[str, Any]]] = {}
+
+    async def outputs(self, run_id: RunId) -> dict[str, dict[str, Any]]:
+        return self.outputs_of.get(run_id, {})
 
     def _find(self, run_id: RunId) -> Any:
         return next((s for r, s in self.runs.runs.values() if r == run_id), None)
@@ -270,6 +319,10 @@ class World:
     messenger: FakeMessenger
     modals: FakeModals
     registry: FakeServiceRegistry
+    control: RunsWithActions | None = None
+
+    def __post_init__(self) -> None:
+        self.control = RunsWithActions(self.runs)
 
     def context(self, user: str = ALICE, *, request_key: str = "trigger-1") -> Context:
         base = make_context(user, self.catalog, request_key=request_key)
@@ -286,7 +339,7 @@ class World:
             base,
             catalog=self.catalog,
             runs=self.runs,
-            run_control=RunsWithActions(self.runs),
+            run_control=self.control,
             messenger=self.messenger,
             modals=self.modals,
             adapters=Adapters(gitlab=self.gitlab, kubernetes=self.clusters, vault=self.vault),
@@ -405,6 +458,59 @@ async def test_a_slow_gitlab_gets_an_answer_in_time_not_a_missed_deadline(
 async def test_a_name_in_the_catalog_is_refused(world: World) -> None:
     said = await typed(world, "tiny-api checkout --team payments")
     assert "`checkout` is already in the catalog (owned by `payments`)." in said
+
+
+async def test_a_name_still_held_says_by_what_and_when_it_frees_up(world: World) -> None:
+    await world.registry.record_removal(
+        "ledger",
+        {"owner": "payments", "environments": ["staging"], "repository": "payments/ledger"},
+        remains=["Vault paths, policies and roles payments-ledger-* (staging)"],
+        by=ALICE,
+    )
+    said = await typed(world, "tiny-api ledger --team payments")
+    assert (
+        "`ledger` is still being cleaned up; the name frees up once all of it is gone. "
+        "`/platform status ledger` shows what is left." in said
+    )
+
+    world.gitlab.projects["payments/orders"] = Project(
+        7, "payments/orders", "https://gitlab.example.com/payments/orders", "main", TODAY
+    )  # marked for deletion where GitLab does not rename what it marks: the name is held
+    said = await typed(world, "tiny-api orders --team payments")
+    assert (
+        "GitLab marked `payments/orders` for deletion on 2025-06-03 and holds the name until it "
+        "removes it (30 days later by default); pick another name or wait." in said
+    )
+
+    cluster = world.clusters.by_context["sandbox-prod"]
+    cluster.namespaces["refunds2-prod"] = NamespaceSpec(
+        "refunds2-prod", "payments", "refunds2", "prod", "payments", "refunds2"
+    )
+    await cluster.delete_namespace("refunds2-prod")
+    said = await typed(world, "tiny-api refunds2 --team payments")
+    assert (
+        "The namespace `refunds2-prod` in prod is still being deleted (Terminating since 12:01 "
+        "UTC); the name frees up once Kubernetes has removed it, usually within minutes. It "
+        "waits for: Some resources are remaining: configmaps. has 1 resource instances." in said
+    )
+
+
+async def test_status_of_a_service_being_cleaned_up_says_what_is_left(world: World) -> None:
+    await world.registry.record_removal(
+        "ledger",
+        {"owner": "payments", "environments": ["staging"], "repository": "payments/ledger"},
+        remains=["Vault paths, policies and roles payments-ledger-* (staging)", "a <b> & c"],
+        by=ALICE,
+    )
+    reply = await Status().run(world.context(BOB), Arguments(["ledger"], usage=""))
+    assert reply.text == (
+        "*Status of `ledger`* (owned by *payments*)\n"
+        f":broom: Being removed: Clean up was asked by <@{ALICE}>. Still there:\n"
+        "• Vault paths, policies and roles payments-ledger-* (staging)\n"
+        "• a &lt;b&gt; &amp; c\n"
+        "It stays in the catalog, and its name taken, until all of it is gone; the Clean up's "
+        "progress message has Retry for what failed."
+    )
 
 
 # -- teams and rights ------------------------------------------------------------------------
@@ -684,42 +790,170 @@ async def test_a_missing_adapter_says_which_setting_configures_it(world: World) 
         await run_steps(NewServiceExecutor(bare).steps(new_service()), new_service())
 
 
+def clean_up_of(action: NewService, project_id: int | None = None) -> CleanUpService:
+    return CleanUpService(
+        service=action.service,
+        team=action.team,
+        environments=action.environments,
+        repository=action.repository,
+        project_id=project_id,
+    )
+
+
+async def run_all(
+    steps: Any, action: Action, outputs: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """As the Run engine does: every step not done, going on after a `keep_going` one
+    fails; what the steps returned, and why each failed one failed."""
+    outputs = {} if outputs is None else outputs
+    failed: dict[str, str] = {}
+    for step in steps:
+        if step.name in outputs:
+            continue
+        context = StepContext(RunId("run-1"), action, ALICE, outputs, 1)
+        try:
+            outputs[step.name] = await step.run(context) or {}
+        except (StepFailed, AdapterError) as exc:
+            failed[step.name] = str(exc)
+            if not step.keep_going:
+                break
+    return outputs, failed
+
+
+def quick(executor: CleanUpExecutor) -> CleanUpExecutor:
+    executor.poll_every = 0.0
+    return executor
+
+
 async def test_clean_up_removes_everything_and_tolerates_what_is_gone(world: World) -> None:
     ports = world.ports(world.context().ports)
     action = new_service()
     await run_steps(NewServiceExecutor(ports).steps(action), action)
-    cleanup = CleanUpService(
-        service="invoices",
-        team="payments",
-        environments=("staging", "prod"),
-        repository="payments/invoices",
-    )
-    steps = CleanUpExecutor(ports).steps(cleanup)
-    assert [s.name for s in steps] == ["catalog", "vault", "kubernetes", "gitlab"]
-    outputs, _ = await run_steps(steps, cleanup)
-    assert outputs["gitlab"] == {"deleted": "payments/invoices"}
+    cleanup = clean_up_of(action)
+    steps = quick(CleanUpExecutor(ports)).steps(cleanup)
+    assert [(s.name, s.keep_going) for s in steps] == [
+        ("record", False),
+        ("vault", True),
+        ("kubernetes", True),
+        ("gitlab", True),
+        ("unregister", False),
+    ]
+
+    outputs, failed = await run_all(steps, cleanup)
+
+    assert failed == {}
+    assert outputs["gitlab"]["outcome"] == "payments/invoices removed for good"
+    assert outputs["kubernetes"]["outcome"] == "invoices-staging, invoices-prod gone"
+    assert outputs["vault"]["outcome"] == "gone in staging, prod"
+    assert outputs["unregister"]["outcome"] == "all gone; the name invoices is free"
     assert "payments/invoices" not in world.gitlab.projects
     assert all(not c.namespaces for c in world.clusters.by_context.values())
     assert (world.vault.paths, world.vault.policies, world.vault.roles) == (set(), {}, {})
     assert "invoices" not in world.catalog.model.services
-    again, _ = await run_steps(steps, cleanup)  # nothing left: still fine
-    assert again["gitlab"] == {"deleted": None} and again["kubernetes"] == {"deleted": []}
+    again, failed = await run_all(steps, cleanup)  # nothing left: still fine
+    assert failed == {}
+    assert again["gitlab"]["outcome"] == "payments/invoices was not there (any more)"
+    assert again["kubernetes"]["outcome"] == "none were there"
+
+
+async def test_clean_up_with_vault_unconfigured_removes_the_rest_and_keeps_the_record(
+    world: World,
+) -> None:
+    ports = world.ports(world.context().ports)
+    action = new_service()
+    await run_steps(NewServiceExecutor(ports).steps(action), action)
+    no_vault = replace(ports, adapters=replace(ports.adapters, vault=None))
+    cleanup = clean_up_of(action)
+    steps = quick(CleanUpExecutor(no_vault)).steps(cleanup)
+
+    outputs, failed = await run_all(steps, cleanup)
+
+    assert set(outputs) == {"record", "kubernetes", "gitlab"}
+    assert failed["vault"].startswith("Vault is not configured on this bot")
+    assert failed["unregister"] == (
+        "kept while these remain: Vault paths, policies and roles payments-invoices-* "
+        "(staging, prod). Retry does only what failed"
+    )
+    assert "payments/invoices" not in world.gitlab.projects
+    assert all(not c.namespaces for c in world.clusters.by_context.values())
+    assert world.vault.policies  # untouched, and said to be there:
+    kept = world.catalog.service("invoices")
+    assert kept.removal is not None and kept.removal.requested_by == ALICE
+    assert kept.removal.remains == (
+        "Vault paths, policies and roles payments-invoices-* (staging, prod)",
+    )
+
+    # the platform team configures Vault; Retry does only what failed
+    outputs, failed = await run_all(CleanUpExecutor(ports).steps(cleanup), cleanup, outputs)
+    assert failed == {}
+    assert (world.vault.paths, world.vault.policies, world.vault.roles) == (set(), {}, {})
+    assert "invoices" not in world.catalog.model.services
+
+
+async def test_clean_up_waits_for_terminating_namespaces_and_says_what_holds_them(
+    world: World,
+) -> None:
+    ports = world.ports(world.context().ports)
+    action = new_service()
+    await run_steps(NewServiceExecutor(ports).steps(action), action)
+    world.clusters.by_context["sandbox-staging"].linger = 0  # gone at the first look
+    world.clusters.by_context["sandbox-prod"].linger = 10_000  # held by a finalizer
+    executor = quick(CleanUpExecutor(ports))
+    executor.namespace_wait = 0  # one look, then say what holds it
+    cleanup = clean_up_of(action)
+    reports: list[str] = []
+
+    async def report(detail: str) -> None:
+        reports.append(detail)
+
+    context = StepContext(RunId("run-1"), cleanup, ALICE, {}, 1, report)
+    with pytest.raises(StepFailed) as held:
+        await executor.kubernetes(context)
+    assert str(held.value) == (
+        "still Terminating after 0 s: invoices-prod (Some resources are remaining: configmaps. "
+        "has 1 resource instances). Retry waits again"
+    )
+    assert "invoices-staging" not in world.clusters.by_context["sandbox-staging"].namespaces
+    assert any("invoices-prod: Terminating (Some resources are remaining" in r for r in reports)
+
+
+async def test_clean_up_names_the_project_it_made_and_says_when_gitlab_keeps_it(
+    world: World,
+) -> None:
+    ports = world.ports(world.context().ports)
+    action = new_service()
+    outputs, _ = await run_steps(NewServiceExecutor(ports).steps(action), action)
+    world.gitlab.keep_marked = True  # as on GitLab.com: no removal before the retention ends
+    cleanup = clean_up_of(action, project_id=outputs["gitlab"]["project_id"])
+    steps = quick(CleanUpExecutor(ports)).steps(cleanup)
+
+    done, failed = await run_all(steps, cleanup)
+
+    assert failed == {}
+    assert done["gitlab"]["outcome"] == (
+        "GitLab marked it for deletion on 2025-06-03 and will not remove it at once here (not "
+        "permitted): it keeps it as payments/invoices-deletion_scheduled-2 for its retention "
+        "period (30 days unless your GitLab admins changed it), then removes it; the name "
+        "payments/invoices is free already"
+    )
+    assert (done["gitlab"]["removal"], done["gitlab"]["marked_on"]) == ("scheduled", "2025-06-03")
 
 
 async def test_clean_up_never_removes_a_service_from_platform_yml(world: World) -> None:
     ports = world.ports(world.context().ports)
     registry = FakeServiceRegistry(world.catalog)
 
-    async def refuse(name: Any, *, by: Any) -> bool:
+    async def refuse(name: Any, definition: Any, *, remains: Any, by: Any) -> None:
         raise ValueError(f"service '{name}' is defined in platform.yml")
 
-    registry.unregister = refuse  # type: ignore[method-assign]
+    registry.record_removal = refuse  # type: ignore[method-assign]
     ports = replace(ports, services=registry)
     cleanup = CleanUpService(
         service="checkout", team="payments", environments=("staging",), repository="x/y"
     )
-    with pytest.raises(StepFailed, match=r"defined in platform\.yml"):
-        await run_steps(CleanUpExecutor(ports).steps(cleanup), cleanup)
+    outputs, failed = await run_all(CleanUpExecutor(ports).steps(cleanup), cleanup)
+    assert outputs == {}
+    assert failed == {"record": "service 'checkout' is defined in platform.yml"}
 
 
 # -- the Clean up button ---------------------------------------------------------------------
@@ -747,6 +981,9 @@ async def test_clean_up_is_for_the_requester_or_an_admin(world: World) -> None:
     assert refused is not None and refused.text.startswith("Only <@U01ALICE>")
     assert world.changes.proposals == []
 
+    control = world.ports(world.context().ports).run_control
+    assert isinstance(control, RunsWithActions)
+    control.outputs_of[submitted.run_id] = {"gitlab": {"project_id": 7}}
     done = await button.click(world.context(ALICE), click(ALICE, submitted.run_id))
     assert done is not None and done.text.startswith("Cleaning up `invoices`")
     cleanup = world.changes.proposals[0]["action"]
@@ -755,9 +992,10 @@ async def test_clean_up_is_for_the_requester_or_an_admin(world: World) -> None:
         team="payments",
         environments=("staging", "prod"),
         repository="payments/invoices",
+        project_id=7,  # the very project the Run made
     )
     again = await button.click(world.context(DAVE), click(DAVE, submitted.run_id))
-    assert again is not None and again.text.startswith("Clean up was already asked for")
+    assert again is not None and again.text.startswith("This Run is not failed (any more)")
 
 
 async def test_clean_up_of_a_run_that_is_not_a_new_service_does_nothing(world: World) -> None:
