@@ -14,10 +14,15 @@ FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/platform-bot
 WORKDIR /src
-# .dockerignore keeps the context to pyproject.toml, README.md and the packages.
+# Every dependency (and the build backend) at the version and hash requirements.lock
+# pins, so two builds of one commit install the same bytes; a package whose hash does
+# not match stops the build. Regenerate the lock with the command at its top.
+COPY requirements.lock .
+RUN /opt/platform-bot/bin/pip install --require-hashes --no-deps -r requirements.lock
+# .dockerignore keeps the context to pyproject.toml, README.md, the lock and the packages.
 COPY . .
-# The package only: no dev extras, not editable.
-RUN /opt/platform-bot/bin/pip install .
+# The package only: no dev extras, not editable, nothing resolved beyond the lock.
+RUN /opt/platform-bot/bin/pip install --no-deps --no-build-isolation .
 
 FROM python:3.11-slim
 ENV PATH=/opt/platform-bot/bin:$PATH \

@@ -157,8 +157,11 @@ class VaultSecretStore:
                 self._client.secrets.kv.v2.create_or_update_secret(
                     path=path, secret=PLACEHOLDER, cas=0, mount_point=self.kv_mount
                 )
-            except hvac.exceptions.InvalidRequest:
-                if self._kv_exists_sync(path):  # someone else created it meanwhile
+            except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+                # someone else created it meanwhile: the check-and-set refuses (400), or,
+                # with only `create` on the path (deploy/vault/platform-bot.hcl), Vault
+                # refuses the write to an existing path as an update (403)
+                if self._kv_exists_sync(path):
                     return False
                 raise
             return True

@@ -1,4 +1,4 @@
-"""`platform-bot`: serve, check-config, db upgrade, templates check, policy explain.
+"""`platform-bot`: serve, check-config, db, templates check, policy explain, --version.
 
 (The sandbox is a program of its own, `platform-bot-sandbox`; see sandbox.app.)
 
@@ -31,13 +31,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="platform-bot", description="Slack front door of the internal developer platform."
     )
+    parser.add_argument("--version", action="version", version=f"platform-bot {_version()}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="serve Slack (HTTP on $PORT, or Socket Mode) and run workers")
     check = sub.add_parser("check-config", help="validate platform.yml; exit 1 on any problem")
     check.add_argument("path", nargs="?", type=Path, help="default: $PLATFORM_CONFIG")
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("current", help="the schema's revision; exit 1 unless it is the head")
+    db_sub.add_parser("history", help="every migration of this version, oldest first")
     db_sub.add_parser("upgrade", help="apply migrations to $DATABASE_URL")
+    db_sub.add_parser(
+        "downgrade", help="undo the newest applied migration (one step; back from a bad upgrade)"
+    )
     templates = sub.add_parser("templates", help="golden-path templates")
     templates_sub = templates.add_subparsers(dest="templates_command", required=True)
     templates_check = templates_sub.add_parser(
@@ -70,7 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "check-config":
         return check_config(args.path or settings.platform_config)
     if command == "db":
-        return db_upgrade(settings.database_url)
+        from app import db_commands
+
+        run_db = {
+            "current": db_commands.db_current,
+            "history": db_commands.db_history,
+            "upgrade": db_commands.db_upgrade,
+            "downgrade": db_commands.db_downgrade,
+        }[args.db_command]
+        return run_db(settings.database_url)
     if command == "policy":
         return policy_explain(
             settings, action=args.action, service=args.service, env=args.env, user=args.as_user
@@ -79,6 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_templates(args.dir, config=settings.platform_config)
     configure_logging(settings.log_level, settings.log_format)
     return serve(settings)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("platform-bot")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
 
 
 def check_config(path: Path) -> int:
@@ -203,20 +226,6 @@ class _NoSlack:
 
     async def channel_name(self, channel_id: str) -> str | None:
         return None
-
-
-def db_upgrade(url: str) -> int:
-    from app.bootstrap import StartupError, open_database
-    from engine.migrate import current_revision
-
-    try:
-        db = open_database(url, auto_upgrade=True)
-    except StartupError as exc:
-        print(f"platform-bot: {exc}", file=sys.stderr)
-        return 2
-    print(f"database schema at revision {current_revision(db.engine)}")
-    db.dispose()
-    return 0
 
 
 def serve(settings: object) -> int:

@@ -11,9 +11,8 @@ GET  /metrics        Prometheus metrics
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +24,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from app.slack.intake import Intake, Refused
 from engine.db import Database
-from engine.logs import request_id
+from engine.logs import new_request_id, request_id
 from engine.metrics import Metrics
 from features.kit.registry import Route
 
@@ -56,7 +55,6 @@ def build_web_app(
 
     async def slack_events(request: web.Request) -> web.Response:
         started = time.perf_counter()
-        token = request_id.set(os.urandom(6).hex())
         kind = "malformed"
         try:
             assert bolt is not None and intake is not None
@@ -80,8 +78,6 @@ def build_web_app(
             # app.slack.intake's checks (log it), still the sender's doing, never a 500.
             log.warning("signed request to /slack/events not understood", exc_info=True)
             response = web.Response(status=400, text="malformed request body")
-        finally:
-            request_id.reset(token)
         metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
         return response
 
@@ -96,7 +92,7 @@ def build_web_app(
     async def metrics_endpoint(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[with_request_id])
     if bolt is not None:
         app.router.add_post("/slack/events", slack_events)
     for route in routes:
@@ -105,6 +101,23 @@ def build_web_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     return app
+
+
+@web.middleware
+async def with_request_id(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every request gets an id: on each log line it causes (and on the Runs it starts),
+    and in the `X-Request-Id` response header, so a caller can quote it."""
+    rid = new_request_id()
+    token = request_id.set(rid)
+    try:
+        response = await handler(request)
+    finally:
+        request_id.reset(token)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = rid
+    return response
 
 
 def _kind(body: dict[str, Any]) -> str:

@@ -2,14 +2,41 @@
 
 Names follow the configuration contract in the README (12-factor, Bolt's usual names).
 Nothing else in the code reads `os.environ`.
+
+Every secret also has a `<NAME>_FILE` variant (`SLACK_BOT_TOKEN_FILE=/run/secrets/slack`),
+as Kubernetes and Docker mount secrets as files: the file is read and its trailing
+newline stripped. Setting both is an error, as is a file that cannot be read or is empty.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import AnyHttpUrl, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+SECRET_SETTINGS = (
+    "slack_bot_token",
+    "slack_signing_secret",
+    "slack_app_token",
+    "database_url",
+    "vault_token",
+    "gitlab_token",
+    "argocd_token",
+    "alertmanager_webhook_token",
+    "gitlab_webhook_token",
+)
+"""The settings that may hold a secret, so each has a `<NAME>_FILE` variant
+(`DATABASE_URL` too: a PostgreSQL URL carries its password)."""
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -55,10 +82,78 @@ class Settings(BaseSettings):
     )
     port: int = Field(3000, ge=0, le=65535, description="HTTP port")
     host: str = Field("0.0.0.0", description="HTTP bind address")  # noqa: S104 - a server's job
-    log_level: str = Field("INFO", description="Python log level name")
+    log_level: str = Field("INFO", description="Python log level name: " + ", ".join(LOG_LEVELS))
     log_format: str = Field("json", pattern="^(json|text)$", description="json or text")
     worker_id: str | None = Field(None, description="Name of this replica in Run claims")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().upper() in LOG_LEVELS:
+            return value.strip().upper()
+        raise PydanticCustomError(
+            "log_level", "use one of {levels}", {"levels": ", ".join(LOG_LEVELS)}
+        )
 
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            SecretFiles(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """`<NAME>_FILE` for every secret setting: the file's content, trailing newline cut."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every file at once
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {key.upper(): value for key, value in os.environ.items()}
+        values: dict[str, Any] = {}
+        errors: list[InitErrorDetails] = []
+        for name in SECRET_SETTINGS:
+            variable = name.upper()
+            path = environ.get(f"{variable}_FILE")
+            if path is None:
+                continue
+            problem = None
+            if variable in environ:
+                problem = f"set {variable} or {variable}_FILE, not both"
+            else:
+                try:
+                    content = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+                except (OSError, UnicodeDecodeError) as exc:
+                    reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+                    problem = f"cannot read {path}: {reason}"
+                else:
+                    if content:
+                        values[name] = content
+                    else:
+                        problem = f"{path} is empty"
+            if problem is not None:
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError("secret_file", problem),
+                        loc=(f"{name}_file",),
+                        input=path,
+                    )
+                )
+        if errors:
+            raise ValidationError.from_exception_data(Settings.__name__, errors)
+        return values

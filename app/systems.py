@@ -79,8 +79,11 @@ def build_adapters(settings: Settings, catalog: Catalog) -> Adapters:
     return Adapters(**found)
 
 
-def open_database(url: str, *, auto_upgrade: bool | None = None) -> Database:
-    """Connect, and check the schema is current (upgrading SQLite, or when asked)."""
+def open_database(
+    url: str, *, auto_upgrade: bool | None = None, check_schema: bool = True
+) -> Database:
+    """Connect, and check the schema is current (upgrading SQLite, or when asked);
+    `check_schema=False` only connects (the `db` commands look at the schema)."""
     db = Database(url)
     try:
         with db.engine.connect():
@@ -93,6 +96,8 @@ def open_database(url: str, *, auto_upgrade: bool | None = None) -> Database:
         ) from None
     if auto_upgrade is None:
         auto_upgrade = not db.is_postgres
+    if not check_schema and not auto_upgrade:
+        return db
     if auto_upgrade:
         upgrade(db.engine)
     else:

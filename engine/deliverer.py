@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -81,7 +81,10 @@ class Deliverer:
     async def deliver_due(self) -> float:
         """Send what may be sent now; return how long until something else may be."""
         rows = await self.db.run(self._due_rows)
-        self.metrics.outbox_depth.set(await self.db.run(_pending_count))
+        depth, oldest = await self.db.run(_backlog)
+        self.metrics.outbox_depth.set(depth)
+        lag = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        self.metrics.outbox_lag.set(max(lag, 0.0))
         if not rows:
             return self.poll_interval
         heads: dict[str, OutboxRow] = {}
@@ -338,12 +341,12 @@ def _release(session: Session, row_id: int, *, delay: float = 0.0) -> None:
     )
 
 
-def _pending_count(session: Session) -> int:
-    return int(
-        session.execute(
-            select(func.count())
-            .select_from(OutboxRow)
-            .where(OutboxRow.state != "sent")
-            .where(OutboxRow.state != "failed")
-        ).scalar_one()
-    )
+def _backlog(session: Session) -> tuple[int, datetime | None]:
+    """(rows not yet sent nor given up, when the oldest of them was enqueued)."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(OutboxRow.created_at))
+        .select_from(OutboxRow)
+        .where(OutboxRow.state != "sent")
+        .where(OutboxRow.state != "failed")
+    ).one()
+    return int(count), oldest

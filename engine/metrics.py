@@ -1,8 +1,26 @@
-"""Prometheus metrics, on a registry of our own so two bots in one test never collide."""
+"""Prometheus metrics, on a registry of our own so two bots in one test never collide.
+
+Besides ours, the registry holds prometheus_client's process collector
+(`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, ...;
+Linux only) and its Python collectors (`python_info`, `python_gc_*`), as the default
+registry would. docs/operations.md says what each of ours means and which alerts to set.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+"""Seconds: a rollback takes tens of seconds, a new service a minute or more."""
 
 
 class Metrics:
@@ -10,6 +28,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
         self.requests = Counter(
             "platform_bot_requests",
             "Slack requests handled, by command (or interaction) and outcome",
@@ -30,6 +50,18 @@ class Metrics:
             "platform_bot_run_transitions",
             "Runs that reached a state, by Action kind",
             ["kind", "state"],
+            registry=self.registry,
+        )
+        self.run_seconds = Histogram(
+            "platform_bot_run_duration_seconds",
+            "Time from a Run's first step starting to its end, by Action kind and outcome",
+            ["action", "outcome"],
+            buckets=RUN_BUCKETS,
+            registry=self.registry,
+        )
+        self.outbox_lag = Gauge(
+            "platform_bot_outbox_lag_seconds",
+            "Age of the oldest message still waiting in the outbox (0 when it is empty)",
             registry=self.registry,
         )
         self.outbox_depth = Gauge(

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from engine.audit import record_in
 from engine.db import Database, DatabaseUnavailable, RunRow, RunStepRow, new_id, utcnow
 from engine.logs import request_id
+from engine.logs import run_id as current_run
 from engine.metrics import Metrics
 from engine.outbox import Outbox
 from engine.progress import Progress, RunView
@@ -359,7 +360,7 @@ class RunEngine:
     async def execute(self, run_id: RunId) -> None:
         """Run every step not yet done, checkpointing each; the Run must be claimed."""
         row = await self.db.run(lambda s: s.get_one(RunRow, run_id))
-        token = request_id.set(row.request_id)
+        token, run_token = request_id.set(row.request_id), current_run.set(run_id)
         heartbeat = asyncio.create_task(self._heartbeat(run_id))
         try:
             action = self._action(row)
@@ -396,6 +397,7 @@ class RunEngine:
         finally:
             heartbeat.cancel()
             request_id.reset(token)
+            current_run.reset(run_token)
             self.outbox.notify()
 
     async def _execute_step(
@@ -534,6 +536,11 @@ class RunEngine:
             ),
         )
         self.metrics.run_transitions.labels(row.action_kind, state).inc()
+        began = session.execute(
+            select(func.min(RunStepRow.started_at)).where(RunStepRow.run_id == row.id)
+        ).scalar()
+        took = (utcnow() - (began or row.created_at)).total_seconds()
+        self.metrics.run_seconds.labels(row.action_kind, state).observe(max(took, 0.0))
         log.info("run finished", extra={"run_id": row.id, "state": state, "error": error})
         self.show_progress(session, row.id)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from app.settings import Settings
+from app.settings import SECRET_SETTINGS, Settings
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PLATFORM_BOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -28,6 +28,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's Slack tokens, database or config."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+    for name in SECRET_SETTINGS:
+        monkeypatch.delenv(f"{name.upper()}_FILE", raising=False)
     for name in ("KUBECONFIG",):
         monkeypatch.delenv(name, raising=False)
 

