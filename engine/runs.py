@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -33,6 +33,14 @@ from engine.logs import run_id as current_run
 from engine.metrics import Metrics
 from engine.outbox import Outbox
 from engine.progress import Progress, RunView
+from engine.run_states import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    GAUGE_INTERVAL,
+    RunLocked,
+    UnknownAction,
+    lock_holder,
+)
 from engine.tasks import wait_any
 from kernel.actions import Action, Executor, Step, StepContext, SubmittedRun
 from kernel.errors import AdapterError, ChangeRefused, NotConfigured, StepFailed
@@ -40,24 +48,6 @@ from kernel.ids import RunId, SlackChannelId, SlackUserId
 from kernel.ports.platform import AuditEntry
 
 log = logging.getLogger(__name__)
-
-ACTIVE_STATES = ("pending", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-LOCKING_STATES = ("waiting_approval", *ACTIVE_STATES)
-GAUGE_INTERVAL = 10.0
-"""Seconds between counts of Runs by state for the metrics gauge."""
-
-
-class UnknownAction(LookupError):
-    """A Run names an Action kind no executor is registered for (e.g. after a downgrade)."""
-
-
-class RunLocked(Exception):
-    """Another Run holds the Action's lock key; says which, by whom and since when."""
-
-    def __init__(self, *, kind: str, requested_by: str, since: datetime, state: str) -> None:
-        self.kind, self.requested_by, self.since, self.state = kind, requested_by, since, state
-        super().__init__(f"{kind} by {requested_by} since {since:%H:%M} UTC ({state})")
 
 
 class RunEngine:
@@ -166,7 +156,7 @@ class RunEngine:
         try:
             submitted = await self.db.run(insert)
         except IntegrityError:
-            holder = await self.db.run(lambda s: _lock_holder(s, action.lock_key()))
+            holder = await self.db.run(lambda s: lock_holder(s, action.lock_key()))
             if holder is None:  # the holder finished in between: try once more
                 submitted = await self.db.run(insert)
             else:
@@ -245,7 +235,7 @@ class RunEngine:
 
         def requeue(session: Session) -> bool:
             row = session.get(RunRow, run_id)
-            holder = _lock_holder(session, row.lock_key) if row is not None else None
+            holder = lock_holder(session, row.lock_key) if row is not None else None
             if holder is not None:  # a newer Run of the same service and env took over
                 raise holder
             values = {"state": "pending", "error": None, "claimed_by": None, "lease_until": None}
@@ -571,19 +561,6 @@ class RunEngine:
         if executor is None:
             raise UnknownAction(row.action_kind)
         return executor.action_type.model_validate(row.action)
-
-
-def _lock_holder(session: Session, lock_key: str | None) -> RunLocked | None:
-    if lock_key is None:
-        return None
-    row = session.execute(
-        select(RunRow).where(RunRow.lock_key == lock_key, RunRow.state.in_(LOCKING_STATES))
-    ).scalar()
-    if row is None:
-        return None
-    return RunLocked(
-        kind=row.action_kind, requested_by=row.requested_by, since=row.created_at, state=row.state
-    )
 
 
 def _outputs(session: Session, run_id: str) -> dict[str, dict[str, Any]]:

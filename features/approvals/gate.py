@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from catalog import Catalog, membership_of
 from engine.audit import record_in
-from engine.runs import RunEngine, RunLocked
+from engine.run_states import RunLocked
+from engine.runs import RunEngine
 from features.approvals.policy import (
     Requirement,
     requirement_for,

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from engine.audit import record_in
 from engine.db import new_id, utcnow
-from engine.runs import RunEngine, UnknownAction
+from engine.run_states import UnknownAction
+from engine.runs import RunEngine
 from features.approvals.card import card_key, render_card
 from features.approvals.policy import Requirement
 from features.approvals.request import OPEN, ApprovalRequest, Vote

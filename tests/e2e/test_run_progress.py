@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from engine.runs import StepFailed
 from kernel.actions import Action, Step, StepContext
+from kernel.errors import StepFailed
 from kernel.ids import SlackChannelId, SlackUserId
 from sandbox.app.stack import SandboxStack, sandbox_stack
 from sandbox.standins.slack_api import Message

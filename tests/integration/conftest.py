@@ -19,8 +19,8 @@ import pytest
 
 from engine.db import Database
 from engine.migrate import upgrade
-from engine.runs import StepFailed
 from kernel.actions import Action, Step, StepContext
+from kernel.errors import StepFailed
 from kernel.ids import RunId
 
 TOUCH_STEPS = (("prepare", "Prepare"), ("touch", "Touch the thing"), ("finish", "Finish"))

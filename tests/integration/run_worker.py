@@ -27,7 +27,8 @@ from sqlalchemy import func, select
 from engine.db import Database, RunRow
 from engine.metrics import Metrics
 from engine.outbox import Outbox
-from engine.runs import ACTIVE_STATES, RunEngine
+from engine.run_states import ACTIVE_STATES
+from engine.runs import RunEngine
 from kernel.actions import Action, Step, StepContext
 
 IDLE_EXIT_S = 1.0

@@ -24,7 +24,8 @@ from engine.db import AuditRow, Database, OutboxRow, RunRow, RunStepRow
 from engine.metrics import Metrics
 from engine.migrate import upgrade
 from engine.outbox import Outbox
-from engine.runs import RunEngine, RunLocked, UnknownAction
+from engine.run_states import RunLocked, UnknownAction
+from engine.runs import RunEngine
 from kernel.actions import Executor
 from kernel.errors import ChangeRefused
 from kernel.ids import RunId, SlackChannelId, SlackUserId

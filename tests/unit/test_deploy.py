@@ -262,11 +262,15 @@ VERBS = {"create": "create", "read": "get", "list": "list", "patch": "patch", "d
 
 
 def adapter_calls() -> set[tuple[str, str, str]]:
-    """(apiGroup, resource, verb) of every API call in adapters/kubernetes.py, read from
-    its source: `self._apps.list_namespaced_replica_set(...)` is (apps, replicasets, list)."""
-    source = (REPO_ROOT / "adapters" / "kubernetes.py").read_text(encoding="utf-8")
+    """(apiGroup, resource, verb) of every API call in the Kubernetes adapter's modules
+    (adapters/kubernetes*.py), read from their source:
+    `self._apps.list_namespaced_replica_set(...)` is (apps, replicasets, list)."""
     calls: set[tuple[str, str, str]] = set()
-    for node in ast.walk(ast.parse(source)):
+    trees = [
+        ast.parse(path.read_text(encoding="utf-8"))
+        for path in sorted((REPO_ROOT / "adapters").glob("kubernetes*.py"))
+    ]
+    for node in (node for tree in trees for node in ast.walk(tree)):
         if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)):
             continue
         api = node.value.attr
@@ -307,7 +311,7 @@ def test_the_cluster_roles_grant_exactly_what_the_adapter_calls() -> None:
 
 
 def test_the_bot_may_bind_only_the_cluster_role_it_gives_teams() -> None:
-    from adapters.kubernetes import namespace_objects
+    from adapters.kubernetes_namespaces import namespace_objects
     from kernel.ports.systems import NamespaceSpec
 
     spec = NamespaceSpec(
