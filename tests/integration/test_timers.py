@@ -4,6 +4,7 @@ a handler that fails is tried again; time is injected, so nothing here waits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from engine.db import Database
@@ -64,10 +65,8 @@ async def test_a_replica_that_died_mid_fire_is_taken_over_after_its_lease(db: Da
 
     dead.register("test.ring", dies)
     await _schedule(db, clock, "x", timedelta(0))
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await dead.fire_due()
-    except asyncio.CancelledError:
-        pass
     survivor = _timers(db, clock, "survivor", fired)
     assert await survivor.fire_due() == 0  # still leased to the dead one
     clock.advance(timedelta(minutes=2))
