@@ -39,6 +39,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from adapters.kubernetes_rbac import RoleBindings
 from kernel.errors import AdapterError
 from kernel.ports.systems import (
     Cluster,
@@ -211,7 +212,7 @@ def _revision_number(annotations: dict[str, str] | None) -> int:
         return 0
 
 
-class KubernetesCluster:
+class KubernetesCluster(RoleBindings):
     """`Cluster` on the official client, for one kubeconfig context."""
 
     def __init__(self, api: client.ApiClient, *, name: str, timeout: float = 10.0) -> None:

@@ -32,6 +32,9 @@ What it does as the real API server does:
   ``!a``, joined by commas (AND). ``fieldSelector`` on ``metadata.name`` and
   ``metadata.namespace`` (``=``, ``==``, ``!=``).
 - Secrets: ``stringData`` is merged into ``data`` (base64) on write, as the server does.
+- RoleBindings: ``roleRef`` cannot change on update (422 Invalid, "cannot change
+  roleRef"), as kubernetes ``pkg/apis/rbac/validation/validation.go``
+  (ValidateRoleBindingUpdate) refuses it.
 - Deleting a namespace deletes everything in it; deleting a Deployment deletes the
   ReplicaSets it owns (the garbage collector's background propagation).
 
@@ -175,6 +178,7 @@ _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _NAMESPACES = RESOURCES[0]
 _DEPLOYMENTS = _BY_PATH[("apps", "v1", "deployments")]
 _REPLICASETS = _BY_PATH[("apps", "v1", "replicasets")]
+_ROLEBINDINGS = _BY_PATH[("rbac.authorization.k8s.io", "v1", "rolebindings")]
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _LABEL_RE = re.compile(_LABEL)
@@ -910,6 +914,16 @@ class KubernetesStandIn(LoopbackServer):
             else:
                 meta.pop(key, None)
         self._validate(res, meta["name"], obj)
+        if res is _ROLEBINDINGS and obj.get("roleRef") != current.get("roleRef"):
+            # kubernetes pkg/apis/rbac/validation/validation.go, ValidateRoleBindingUpdate
+            ref = obj.get("roleRef") or {}
+            shown = (
+                f'rbac.RoleRef{{APIGroup:"{ref.get("apiGroup", "")}", '
+                f'Kind:"{ref.get("kind", "")}", Name:"{ref.get("name", "")}"}}'
+            )
+            raise invalid(
+                res, meta["name"], [("roleRef", f"Invalid value: {shown}: cannot change roleRef")]
+            )
         _defaults(res, obj)
         if res in (_DEPLOYMENTS, _REPLICASETS):
             obj["status"] = copy.deepcopy(current.get("status", {}))
