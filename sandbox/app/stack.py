@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import yaml
 
 from app.bootstrap import PlatformBot, build_app
 from app.settings import Settings
+from engine.timers import ShiftedClock
 from kernel.actions import Executor
 from sandbox.standins.argocd import ArgoCDStandIn
 from sandbox.standins.gitlab import GitLabStandIn
@@ -110,6 +111,8 @@ class SandboxStack:
     prometheus_url: str | None = None
     metrics: MetricTarget | None = None
     """With observability: the gauges the sandbox's alert rules watch (`set()` them)."""
+    clock: ShiftedClock = field(default_factory=ShiftedClock)
+    """The bot's time: `advance()` it (the console's `/advance 2h`) and timers fire."""
 
     @property
     def workspace(self) -> Workspace:
@@ -187,15 +190,19 @@ async def sandbox_stack(
                 vault_addr=bao.url if bao else None,
                 vault_token=bao.token if bao else None,
                 grafana_url="https://grafana.example.com",
+                public_url=f"http://127.0.0.1:{port}",
             )
             settings = Settings(**{**values, **(settings_overrides or {})})
-            bot = build_app(settings, executors=executors, auto_upgrade=True)
+            clock = ShiftedClock()
+            bot = build_app(settings, executors=executors, auto_upgrade=True, clock=clock)
             if bao is not None and bot.ports.adapters.vault is not None:
                 # What a platform team does once: let Vault trust the clusters' service
                 # accounts (one auth mount here, for the staging cluster's API).
                 await bot.ports.adapters.vault.ensure_kubernetes_auth(
                     clusters["sandbox-staging"].url, ca_cert=ca, disable_local_ca_jwt=True
                 )
+                if seed:
+                    await seed_vault(bot)
             await bot.start()
             stack.push_async_callback(bot.stop)
             sender = SlackSender(
@@ -215,6 +222,7 @@ async def sandbox_stack(
                 argocd=argocd,
                 vault_url=bao.url if bao else None,
                 vault_token=bao.token if bao else None,
+                clock=clock,
                 **observed,
             )
 
@@ -339,6 +347,21 @@ async def _seed_one(
             headers={"Content-Type": "application/strategic-merge-patch+json"},
         )
     await standin.wait_for("deployments", namespace, service, _available, within=10.0)
+
+
+async def seed_vault(bot: PlatformBot) -> None:
+    """What new-service would have made for the sample services: a KV path, an ACL policy
+    and a Kubernetes auth role `<team>-<service>-<env>` per environment."""
+    vault = bot.ports.adapters.vault
+    assert vault is not None
+    for service, (team, *places) in SEED_PLACES.items():
+        for _, env in places:
+            name = f"{team}-{service}-{env}"
+            path = await vault.ensure_kv_path(team, service, env)
+            await vault.ensure_policy(name, [path])
+            await vault.ensure_kubernetes_role(
+                name, service_account=service, namespace=f"{service}-{env}", policies=[name]
+            )
 
 
 def seed_argocd(argocd: ArgoCDStandIn) -> None:
