@@ -5,7 +5,8 @@ Every answer carries a strict Content-Security-Policy (nothing loads, the form p
 only back here, no framing) and the other security headers, and is never cached or
 indexed; the token never leaves in a Referer. A POST must carry the page's CSRF token
 twice (form field and a SameSite=Strict cookie scoped to this link) and, when the
-browser says where it came from (Origin, Sec-Fetch-Site), come from this page. The page
+browser says where it came from (Origin, or Sec-Fetch-Site when our no-referrer policy
+makes the Origin `null`), come from this page. The page
 says exactly where the value goes. Nothing here logs or echoes the value: a refused
 value is never put back in the form.
 """
@@ -129,12 +130,17 @@ class SecretPage:
         return self._done(received)
 
     def _same_origin(self, headers: Mapping[str, str]) -> bool:
+        """Whether the browser says the POST came from this page. Under our own
+        `Referrer-Policy: no-referrer` a browser sends `Origin: null` for the form, so
+        then Fetch Metadata (`Sec-Fetch-Site: same-origin`) must say it instead."""
         site = headers.get("Sec-Fetch-Site")
         if site is not None and site not in ("same-origin", "none"):
             return False
         origin = headers.get("Origin")
-        if origin is None or origin == "null" or self.desk.public_url is None:
-            return origin != "null"
+        if origin == "null":
+            return site == "same-origin"
+        if origin is None or self.desk.public_url is None:
+            return True
         public = urlsplit(self.desk.public_url)
         return origin == f"{public.scheme}://{public.netloc}"
 
