@@ -81,7 +81,6 @@ class GrantAccess(AccessChange):
             f"{duration_text(self.minutes)} (then it ends by itself)",
             f"RoleBinding in {code(self.namespace)}: {self.subject_kind} "
             f"{code(self.subject_name)} -> ClusterRole {code(self.cluster_role)}",
-            f"reason: {escape(self.reason)}",
         ]
 
 

@@ -17,6 +17,7 @@ a timer of an older generation that fires anyway finds nothing to do.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,7 +75,7 @@ class Grant:
         return f"`{escape(self.service)}` in `{escape(self.env)}`"
 
     def line(self, now: datetime) -> str:
-        left = max(int((self.expires_at - now).total_seconds() // 60), 0)
+        left = max(math.ceil((self.expires_at - now).total_seconds() / 60), 0)
         return (
             f"{code(self.short_id)} <@{self.user}> *{self.role}* on {self.where} until "
             f"{self.expires_at:%H:%M} UTC (in {duration_text(left) if left else 'under 1m'})"
@@ -171,7 +172,7 @@ class AccessDesk:
             return
         if grant.generation != timer.payload.get("generation"):
             return
-        left = max(int((grant.expires_at - self.clock.now()).total_seconds() // 60), 1)
+        left = max(math.ceil((grant.expires_at - self.clock.now()).total_seconds() / 60), 1)
         text = (
             f":hourglass: Your *{grant.role}* access to {grant.where} ends at "
             f"{grant.expires_at:%H:%M} UTC (in {duration_text(left)}). Extend it if you still "
