@@ -9,7 +9,7 @@ button).
 
 from __future__ import annotations
 
-from catalog import membership_of
+from catalog import UnknownName, membership_of
 from features.access.actions import ROLES, ExtendAccess, GrantAccess, duration_text, parse_duration
 from features.access.desk import AccessDesk, Grant
 from features.kit.commands import Arguments, Command, CommandContext
@@ -113,7 +113,10 @@ class AccessCommand(Command):
 
     async def list(self, ctx: CommandContext, service: str | None) -> Reply:
         if service is not None:
-            lookup_place(ctx, service, ctx.catalog.service(service).environments[0])
+            try:
+                ctx.catalog.service(service)
+            except UnknownName as exc:
+                raise UsageError(escape(str(exc))) from None
         grants = await self.desk.live(service=service)
         if not grants:
             where = f" to `{escape(service)}`" if service else ""

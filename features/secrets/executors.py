@@ -16,7 +16,7 @@ from features.kit.context import Ports
 from features.secrets.actions import DeleteSecret, RollbackSecret, SecretChange, SetSecret
 from features.secrets.desk import SecretsDesk
 from kernel.actions import Action, Executor, Step, StepContext
-from kernel.errors import StepFailed, adapter_call
+from kernel.errors import AdapterError, StepFailed, adapter_call
 from kernel.mrkdwn import code
 from kernel.ports.platform import AuditEntry
 
@@ -38,7 +38,10 @@ class _SecretExecutor:
     async def stale_reason(self, action: Action) -> str | None:
         """Why an approved change no longer fits: someone changed the key meanwhile."""
         assert isinstance(action, SecretChange)
-        version, _ = await self.current_version(action)
+        try:
+            version, _ = await self.current_version(action)
+        except (AdapterError, StepFailed):  # Vault away: the Run's step will say so
+            return None
         wanted = getattr(action, "from_version", version)
         if version == wanted:
             return None

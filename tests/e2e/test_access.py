@@ -216,6 +216,7 @@ async def test_prod_access_needs_someone_else_and_can_be_revoked_early(
             "not available yet",
         ),
         ("/platform access revoke zzzzzzzz", "alice", "No single live grant"),
+        ("/platform access list chekout", "alice", "checkout"),
     ],
 )
 async def test_bad_access_requests_say_what_to_type(
