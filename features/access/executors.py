@@ -140,7 +140,14 @@ class GrantExecutor(_AccessExecutor):
                 )
                 return True
 
-            await self.desk.db.run(activate)
+            if not await self.desk.db.run(activate):
+                now = await self.desk.grant(grant.id)
+                if now is None or now.state in ("revoking", "revoked"):
+                    # revoked while we were binding: take back what we just made
+                    await adapter_call(
+                        self.cluster(action.env).delete_role_binding(grant.namespace, grant.binding)
+                    )
+                    raise StepFailed("this grant was revoked while it was being made")
             await self.announce(
                 grant,
                 f":key: <@{grant.user}> has *{grant.role}* access to {grant.where} until "

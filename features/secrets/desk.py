@@ -9,7 +9,7 @@ UPDATE (so a reused link fails, however fast), stores the ciphertext and propose
 exception; what people see of it is its length and a keyed hash.
 
 `sweep` (a background loop) discards values whose Run was rejected, expired or
-cancelled, and any left past their `discard_at`.
+cancelled, and any left past their `discard_at`, and forgets links a day after they end.
 """
 
 from __future__ import annotations
@@ -307,6 +307,9 @@ class SecretsDesk:
                 delete(PendingSecretRow).where(
                     PendingSecretRow.run_id.in_(finished) | (PendingSecretRow.discard_at < now)
                 )
+            )
+            session.execute(  # links are hashes only; a day after they end they are noise
+                delete(SecretLinkRow).where(SecretLinkRow.expires_at < now - KEEP_FAILED)
             )
             return int(getattr(gone, "rowcount", 0) or 0)
 
