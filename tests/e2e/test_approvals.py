@@ -82,7 +82,7 @@ def config_with(tmp_path: Path, old: str, new: str) -> Path:
     text = SAMPLE_CONFIG.read_text()
     assert old in text
     templates = (SAMPLE_CONFIG.parent / "../../templates").resolve()
-    text = text.replace(old, new, 1).replace("../../templates", str(templates))
+    text = text.replace(old, new).replace("../../templates", str(templates))
     path = tmp_path / "platform.yml"
     path.write_text(text)
     return path

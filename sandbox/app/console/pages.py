@@ -15,19 +15,29 @@ import contextlib
 import html
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from sandbox.app.browser import BrowserUnavailable, open_browser
-
-if TYPE_CHECKING:
-    from sandbox.app.console.repl import Console
+from sandbox.app.stack import SandboxStack
+from sandbox.standins.slack_api import SlackUser
 
 PAGE_LINK = re.compile(r"<(https?://[^|>\s]+/secrets/set/[A-Za-z0-9_-]+)\|?")
 DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
 TAG = re.compile(r"<[^>]+>")
 COMMANDS = ("/open", "/advance")
+
+
+class Console(Protocol):
+    """What of the console (sandbox.app.console.repl) a page and the clock use."""
+
+    stack: SandboxStack
+    user: SlackUser
+
+    def say(self, line: str = "") -> None: ...
+
+    async def _show_new(self) -> None: ...
 
 
 class PageError(Exception):
