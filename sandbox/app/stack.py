@@ -349,21 +349,6 @@ async def _seed_one(
     await standin.wait_for("deployments", namespace, service, _available, within=10.0)
 
 
-async def seed_vault(bot: PlatformBot) -> None:
-    """What new-service would have made for the sample services: a KV path, an ACL policy
-    and a Kubernetes auth role `<team>-<service>-<env>` per environment."""
-    vault = bot.ports.adapters.vault
-    assert vault is not None
-    for service, (team, *places) in SEED_PLACES.items():
-        for _, env in places:
-            name = f"{team}-{service}-{env}"
-            path = await vault.ensure_kv_path(team, service, env)
-            await vault.ensure_policy(name, [path])
-            await vault.ensure_kubernetes_role(
-                name, service_account=service, namespace=f"{service}-{env}", policies=[name]
-            )
-
-
 def seed_argocd(argocd: ArgoCDStandIn) -> None:
     """checkout in prod-eu as an Argo CD Application with auto-sync off and history."""
     image = f"{REGISTRY}/payments/checkout"
@@ -428,3 +413,18 @@ async def _send(http: aiohttp.ClientSession, method: str, url: str, **kwargs: An
     async with http.request(method, url, **kwargs) as response:
         if response.status >= 300:
             raise RuntimeError(f"sandbox seed: {method} {url}: {await response.text()}")
+
+
+async def seed_vault(bot: PlatformBot) -> None:
+    """What new-service would have made for the sample services: a KV path, an ACL policy
+    and a Kubernetes auth role `<team>-<service>-<env>` per environment."""
+    vault = bot.ports.adapters.vault
+    assert vault is not None
+    for service, (team, *places) in SEED_PLACES.items():
+        for _, env in places:
+            name = f"{team}-{service}-{env}"
+            path = await vault.ensure_kv_path(team, service, env)
+            await vault.ensure_policy(name, [path])
+            await vault.ensure_kubernetes_role(
+                name, service_account=service, namespace=f"{service}-{env}", policies=[name]
+            )

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from sandbox.app.browser import BrowserUnavailable, open_browser
+from sandbox.app.console.repl import Console as SlackConsole
 from sandbox.app.stack import SandboxStack
 from sandbox.standins.slack_api import SlackUser
 
@@ -27,10 +28,53 @@ PAGE_LINK = re.compile(r"<(https?://[^|>\s]+/secrets/set/[A-Za-z0-9_-]+)\|?")
 DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
 TAG = re.compile(r"<[^>]+>")
 COMMANDS = ("/open", "/advance")
+HELP = """\
+Pages and time:
+  /open [n]            open the newest link to the bot's page (headless Chromium when
+                       installed); the next line is the value to submit (/cancel: don't)
+  /advance <duration>  move the bot's clock (2h, 15m): timers and expiries follow"""
+
+
+class BrowsingConsole(SlackConsole):
+    """The sandbox's console: Slack's client (sandbox.app.console.repl), plus a browser
+    for the bot's page and a hand on the bot's clock."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pages = PagesAndTime(self)
+
+    def prompt(self) -> str:
+        return self.pages.prompt() if self.pages.waiting else super().prompt()
+
+    async def handle(self, line: str) -> bool:
+        stripped = line.strip()
+        word, _, rest = stripped.partition(" ")
+        mine = word in COMMANDS or (
+            self.pages.waiting
+            and (word == "/cancel" or (bool(stripped) and not word.startswith("/")))
+            and not self.is_comment(line)
+        )
+        if not mine:
+            handled = await super().handle(line)
+            if word == "/help":
+                for help_line in HELP.splitlines():
+                    self.say(help_line)
+            return handled
+        self.output, self.last_command = [], stripped
+        try:
+            if word in COMMANDS:
+                await self.pages.command(word, rest)
+            elif word == "/cancel":
+                await self.pages.cancel()
+            else:
+                await self.pages.answer(stripped.removeprefix("\\"))
+        except PageError as exc:
+            self.problem(str(exc))
+        return True
 
 
 class Console(Protocol):
-    """What of the console (sandbox.app.console.repl) a page and the clock use."""
+    """What of the console a page and the clock use."""
 
     stack: SandboxStack
     user: SlackUser

@@ -43,8 +43,6 @@ from sandbox.app.console.output import (
     _submission_errors,
     _work_waiting,
 )
-from sandbox.app.console.pages import COMMANDS as PAGE_COMMANDS
-from sandbox.app.console.pages import PageError, PagesAndTime
 from sandbox.app.console.render import (
     Names,
     plain,
@@ -90,9 +88,6 @@ Console commands (anything else you type goes nowhere):
   /wait <seconds>      let long Runs progress (at most 30), then show what changed
   /errors <service> <env> <ratio>   set the error ratio Prometheus watches: above 0.05
                        the sandbox's HighErrorRate alert fires, 0 resolves it
-  /open [n]            open the newest link to the bot's page (headless Chromium when
-                       installed); the next line is the value to submit
-  /advance <duration>  move the bot's clock (2h, 15m): timers and expiries follow
   Enter                show anything new
   /expect <text>       (scripts) the output since the last command must contain text
   /expect-not <text>   (scripts) ...must not contain text
@@ -111,7 +106,6 @@ CONSOLE_COMMANDS = (
     "/click",
     "/wait",
     "/errors",
-    *PAGE_COMMANDS,
     "/expect",
     "/expect-not",
     "/help",
@@ -156,14 +150,11 @@ class Console(Screen):
         self._numbering = 1
         self._reported: set[int] = set()
         self._answers: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
-        self.pages = PagesAndTime(self)
         self._catch_up()
 
     # output
 
     def prompt(self) -> str:
-        if self.pages.waiting:
-            return self.pages.prompt()
         if self.modal is not None:
             if self.modal.todo:
                 return self.modal.todo[0].prompt()
@@ -198,11 +189,9 @@ class Console(Screen):
         try:
             if self.modal is not None and self.modal.todo and not _is_command(word):
                 await self._answer(line)
-            elif self.pages.waiting and not _is_command(word):
-                await self.pages.answer(stripped.removeprefix("\\"))
             else:
                 await self._command(word, rest)
-        except (ConsoleError, PageError) as exc:
+        except ConsoleError as exc:
             self.problem(str(exc))
         return True
 
@@ -233,10 +222,7 @@ class Console(Screen):
         elif word == "/submit":
             await self._submit()
         elif word == "/cancel":
-            if not await self.pages.cancel():
-                await self._cancel()
-        elif word in PAGE_COMMANDS:
-            await self.pages.command(word, rest)
+            await self._cancel()
         elif word.startswith("/"):
             close = [c for c in CONSOLE_COMMANDS if c.startswith(word[:3])]
             hint = f" Did you mean {close[0]}?" if close else ""
