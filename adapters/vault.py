@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import hvac
 import hvac.exceptions
 
-from kernel.errors import AdapterError
-from kernel.ports.systems import SecretStore, ServiceSecrets
+from adapters.vault_values import SecretValues, VaultError
+from kernel.ports.systems import SecretKey, SecretStore, ServiceSecrets
 
-__all__ = ["SecretStore", "ServiceSecrets", "VaultError", "VaultSecretStore"]
+__all__ = ["SecretKey", "SecretStore", "ServiceSecrets", "VaultError", "VaultSecretStore"]
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,6 @@ _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 PLACEHOLDER: dict[str, str] = {"_created_by": "platform-bot"}
 """What a new KV path holds until the team writes real secrets: no secret, a marker."""
-
-
-class VaultError(AdapterError):
-    """A Vault / OpenBao operation failed; the message names what, never a secret."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("Vault", message)
 
 
 def kv_path(team: str, service: str, env: str) -> str:
@@ -97,7 +90,7 @@ def policy_hcl(kv_mount: str, paths: list[str]) -> str:
     return "\n".join(blocks)
 
 
-class VaultSecretStore:
+class VaultSecretStore(SecretValues):
     """`SecretStore` on hvac, against Vault or OpenBao."""
 
     def __init__(
@@ -107,15 +100,22 @@ class VaultSecretStore:
         *,
         kv_mount: str = "secret",
         kubernetes_auth_mount: str = "kubernetes",
+        transit_mount: str = "transit",
+        transit_key: str = "platform-bot",
         timeout: float = 10.0,
     ) -> None:
         self._client: Any = hvac.Client(url=url, token=token, timeout=timeout)
         self._url = url
         self.kv_mount = kv_mount.strip("/")
         self.kubernetes_auth_mount = kubernetes_auth_mount.strip("/")
+        self.transit_mount = transit_mount.strip("/")
+        self.transit_key = transit_key
 
     def __repr__(self) -> str:  # never show the token
         return f"VaultSecretStore(url={self._url!r}, kv_mount={self.kv_mount!r})"
+
+    def _kv_path(self, team: str, service: str, env: str) -> str:
+        return kv_path(team, service, env)
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run a blocking hvac call in a thread; turn its failures into `VaultError`."""

@@ -22,12 +22,14 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+import features.access
 import features.alerts
 import features.approvals
 import features.general
 import features.new_service
 import features.pipelines
 import features.releases
+import features.secrets
 from app.http import build_web_app
 from app.settings import Settings
 from app.slack import SlackFrontDoor, build_bolt_app
@@ -44,6 +46,7 @@ from engine.outbox import Outbox
 from engine.registry import DatabaseServiceRegistry
 from engine.runs import RunEngine
 from engine.tasks import Tasks, sleep_unless
+from engine.timers import Clock, SystemClock, Timers
 from features.alerts import Alerts
 from features.approvals import Approvals
 from features.kit.context import Ports
@@ -78,6 +81,7 @@ class PlatformBot:
     approvals: Approvals
     alerts: Alerts
     tasks: Tasks
+    timers: Timers
     port: int | None = None
     _runner: web.AppRunner | None = None
     _socket: Any = None  # AsyncSocketModeHandler, imported only in Socket Mode
@@ -110,6 +114,7 @@ class PlatformBot:
             self.tasks.start("run-worker", self.engine.work)
             self.tasks.start("outbox", self.deliverer.run)
             self.tasks.start("catalog-refresh", self._refresh_catalog)
+            self.tasks.start("timers", self.timers.loop)
             for background in self.features.loops:
                 self.tasks.start(background.name, background.loop)
         log.info(
@@ -165,6 +170,7 @@ def build_app(
     adapters: Adapters | None = None,
     auto_upgrade: bool | None = None,
     run_lease: timedelta = timedelta(seconds=30),
+    clock: Clock | None = None,
 ) -> PlatformBot:
     """Build the bot from settings; raise StartupError with a fix-it message if it can't."""
     if catalog is None:
@@ -185,6 +191,8 @@ def build_app(
     engine = RunEngine(
         db, outbox, metrics, (), worker_id=worker_id, lease=run_lease, operators=catalog.operators()
     )
+    clock = clock or SystemClock()
+    timers = Timers(db, clock=clock, worker_id=worker_id)
     services = DatabaseServiceRegistry(db, catalog)
     directory = directory or SlackDirectory(client)
     if adapters is None:
@@ -224,8 +232,14 @@ def build_app(
     features.alerts.register(registry, alerts, releases=ReleaseDesk(ports))
     features.new_service.register(registry)
     features.pipelines.register(registry, pipelines)
+    public_url = str(settings.public_url) if settings.public_url else None
+    secret_desk = features.secrets.build(ports, db, clock=clock, public_url=public_url)
+    features.secrets.register(registry, secret_desk)
+    features.access.register(registry, features.access.build(ports, db, clock=clock))
 
     engine.register([*registry.build_executors(ports), *executors])
+    for kind, handler in registry.timers.items():
+        timers.register(kind, handler)
     door = SlackFrontDoor(
         db=db,
         outbox=outbox,
@@ -263,6 +277,7 @@ def build_app(
         approvals=approvals,
         alerts=alerts,
         tasks=Tasks(),
+        timers=timers,
     )
 
 

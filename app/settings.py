@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     gitlab_webhook_token: SecretStr | None = Field(
         None, description="Secret token GitLab must send as X-Gitlab-Token; unset means refused"
     )
+    public_url: AnyHttpUrl | None = Field(
+        None,
+        description="Where people's browsers reach the bot (its ingress), e.g. "
+        "https://platform-bot.example.com; builds the secrets page's single-use links. "
+        "Unset: `secret set` offers a Slack modal instead",
+    )
     port: int = Field(3000, ge=0, le=65535, description="HTTP port")
     host: str = Field("0.0.0.0", description="HTTP bind address")  # noqa: S104 - a server's job
     log_level: str = Field("INFO", description="Python log level name: " + ", ".join(LOG_LEVELS))

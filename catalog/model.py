@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 """Team, service and environment names: DNS-1123 labels of at most 40 characters."""
@@ -150,6 +150,56 @@ class PlatformSettings(_Strict):
     grafana_default_dashboard: str | None = None
 
 
+KUBERNETES_SUBJECT_PATTERN = r"^(?!system:)[^\s\x00-\x1f]{1,253}$"
+"""A Kubernetes user or group name from the identity provider: no spaces or control
+characters, at most 253; never `system:` (the API server's own users and groups)."""
+
+
+def kubernetes_subject(value: str) -> str:
+    return _check(
+        KUBERNETES_SUBJECT_PATTERN,
+        value,
+        "a Kubernetes user or group name (no spaces, at most 253 characters, not `system:`)",
+    )
+
+
+KubernetesSubject = Annotated[str, AfterValidator(kubernetes_subject)]
+SlackPerson = Annotated[str, AfterValidator(lambda v: people((v,))[0])]
+
+
+class KubernetesIdentity(_Strict):
+    """Who someone is to the clusters: an OIDC user, or a group (exactly one)."""
+
+    user: KubernetesSubject | None = None
+    group: KubernetesSubject | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> KubernetesIdentity:
+        if (self.user is None) == (self.group is None):
+            raise ValueError("give exactly one of `user` or `group`")
+        return self
+
+
+AccessRole = Literal["view", "edit", "debug"]
+DEFAULT_ACCESS_ROLES: dict[AccessRole, str] = {
+    "view": "view",
+    "edit": "edit",
+    "debug": "platform-debug",
+}
+
+
+class AccessSettings(_Strict):
+    """Temporary access (`/platform access`): who is who in the clusters, which
+    ClusterRole each role means, how long a grant may last, when to warn."""
+
+    identities: dict[SlackPerson, KubernetesIdentity] = Field(default_factory=dict)
+    """Slack user id (U…) or e-mail -> the cluster identity a RoleBinding names."""
+    roles: dict[AccessRole, str] = Field(default_factory=lambda: dict(DEFAULT_ACCESS_ROLES))
+    """The ClusterRole each role binds (`view` and `edit` are Kubernetes' own)."""
+    max_hours: int = Field(default=8, ge=1, le=7 * 24)
+    warn_before_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+
 class PlatformModel(_Strict):
     """The whole of platform.yml."""
 
@@ -159,3 +209,4 @@ class PlatformModel(_Strict):
     services: dict[str, Service] = Field(default_factory=dict)
     approval_policies: tuple[ApprovalPolicy, ...] = ()
     templates_dir: str = "templates"
+    access: AccessSettings = AccessSettings()

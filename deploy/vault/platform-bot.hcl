@@ -8,10 +8,15 @@
 #   bao policy write platform-bot deploy/vault/platform-bot.hcl
 #   bao token create -policy=platform-bot -no-default-policy -period=768h -orphan
 #
-# Not here, on purpose: reading or updating secret values (the bot writes one placeholder
-# when it creates a service's path, with check-and-set 0, and never reads what teams
-# store), enabling or configuring auth methods (the platform team points Kubernetes auth
-# at each cluster once: docs/operations.md), and any other mount.
+# Not here, on purpose: reading or updating the placeholder at a service's path (written
+# once, with check-and-set 0), enabling or configuring auth methods (the platform team
+# points Kubernetes auth at each cluster once: docs/operations.md), mounting engines or
+# creating the transit key (the platform team does that once too), and any other mount.
+#
+# What `/platform secret` needs (features/secrets) is at the end: writing a key's value
+# below a service's path, its versions and metadata, and the bot's own transit key.
+# `read` on values is there for `secret rollback` only (it copies an earlier version as
+# a new one: KV v2 has no server-side rollback); drop it if you do not offer rollback.
 
 # A service's KV path is secret/<team>/<service>/<env>: the bot creates it with a
 # placeholder (ensure_kv_path), never overwrites it.
@@ -26,7 +31,7 @@ path "secret/metadata/+/+/+" {
   capabilities = ["read", "delete"]
 }
 path "secret/metadata/+/+/+/*" {
-  capabilities = ["list", "delete"]
+  capabilities = ["read", "update", "list", "delete"]
 }
 
 # Each service's ACL policy <team>-<service>-<env> (ensure_policy, read_policy,
@@ -50,4 +55,25 @@ path "sys/policy/platform-bot" {
 # (ensure_kubernetes_role, read_kubernetes_role, describe, delete_service).
 path "auth/kubernetes/role/*" {
   capabilities = ["create", "read", "update", "delete"]
+}
+
+# `/platform secret set|list|delete|rollback`: one KV v2 secret per key at
+# secret/<team>/<service>/<env>/<KEY> (its metadata, above, says who set which version).
+# create: a key's first version; update: later ones (check-and-set); read: the version a
+# retried step already wrote, and rollback's copy; delete: the newest version (soft).
+path "secret/data/+/+/+/*" {
+  capabilities = ["create", "update", "read", "delete"]
+}
+
+# A value waiting for approval is kept encrypted with the bot's own transit key (the
+# platform team creates it once: `bao secrets enable transit` and
+# `bao write -f transit/keys/platform-bot type=aes256-gcm96`); approvers see a keyed hash.
+path "transit/encrypt/platform-bot" {
+  capabilities = ["update"]
+}
+path "transit/decrypt/platform-bot" {
+  capabilities = ["update"]
+}
+path "transit/hmac/platform-bot" {
+  capabilities = ["update"]
 }

@@ -1,5 +1,6 @@
 """The registry every feature adds itself to: commands, buttons, forms, executors, HTTP
-routes and background loops, each under the name Slack (or the HTTP server) will use.
+routes, background loops and timer handlers, each under the name Slack (or the HTTP
+server, or the timer table) will use.
 
 Registration is explicit: each feature package's `register()` adds its handlers here,
 and `app.bootstrap` calls those functions in one visible list. Nothing is discovered by
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from engine.timers import Timer
 from features.kit.commands import Command, CommandRegistry
 from features.kit.context import Button, Form, Options, Ports
 from kernel.actions import Executor
@@ -25,6 +27,9 @@ ExecutorFactory = Callable[[Ports], Iterable[Executor]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Loop = Callable[[asyncio.Event], Awaitable[None]]
 """A background loop: runs until the event is set, then returns promptly."""
+TimerHandler = Callable[[Timer], Awaitable[None]]
+"""What happens when a durable timer of a kind is due (engine.timers): something
+idempotent on the timer, e.g. submitting a Run keyed `timer.idempotency_key`."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class FeatureRegistry:
     executor_factories: list[ExecutorFactory] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     loops: list[BackgroundLoop] = field(default_factory=list)
+    timers: dict[str, TimerHandler] = field(default_factory=dict)
 
     def add(self, *handlers: Command | Button | Form | Options) -> None:
         """Register commands (by name), buttons (by action id), forms (by callback id) and
@@ -82,6 +88,13 @@ class FeatureRegistry:
     def loop(self, name: str, loop: Loop) -> None:
         """Run `loop(stop)` in the background while the bot serves (engine.tasks)."""
         self.loops.append(BackgroundLoop(name, loop))
+
+    def timer(self, kind: str, handler: TimerHandler) -> None:
+        """Call `handler(timer)` when a timer of `kind` is due: once, across restarts and
+        replicas (engine.timers). Features schedule them with `engine.timers.schedule`."""
+        if kind in self.timers:
+            raise RuntimeError(f"timer kind '{kind}' is registered twice")
+        self.timers[kind] = handler
 
     def button_for(self, action_id: str) -> Button | None:
         """The handler of `action_id`, or of its prefix before ':' (e.g. `run.retry:…`)."""

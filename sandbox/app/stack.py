@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import yaml
 from adapters.vault import VaultSecretStore
 from app.bootstrap import PlatformBot, build_app
 from app.settings import Settings
+from engine.timers import ShiftedClock
 from kernel.actions import Executor
 from sandbox.standins.argocd import ArgoCDStandIn
 from sandbox.standins.binaries import ALERTMANAGER, PROMETHEUS
@@ -115,6 +116,8 @@ class SandboxStack:
     prometheus_url: str | None = None
     metrics: MetricTarget | None = None
     """With observability: the gauges the sandbox's alert rules watch (`set()` them)."""
+    clock: ShiftedClock = field(default_factory=ShiftedClock)
+    """The bot's time: `advance()` it (the console's `/advance 2h`) and timers fire."""
 
     @property
     def workspace(self) -> Workspace:
@@ -194,9 +197,13 @@ async def sandbox_stack(
                 vault_addr=bao.url if bao else None,
                 vault_token=bot_token,
                 grafana_url="https://grafana.example.com",
+                public_url=f"http://127.0.0.1:{port}",
             )
             settings = Settings(**{**values, **(settings_overrides or {})})
-            bot = build_app(settings, executors=executors, auto_upgrade=True)
+            clock = ShiftedClock()
+            bot = build_app(settings, executors=executors, auto_upgrade=True, clock=clock)
+            if seed and bao is not None and bot.ports.adapters.vault is not None:
+                await seed_vault(bot)
             await bot.start()
             stack.push_async_callback(bot.stop)
             events_url = f"http://127.0.0.1:{bot.port}/slack/events"
@@ -220,6 +227,7 @@ async def sandbox_stack(
                 vault_url=bao.url if bao else None,
                 vault_token=bao.token if bao else None,
                 vault_bot_token=bot_token,
+                clock=clock,
                 **observed,
             )
 
@@ -228,11 +236,13 @@ async def _vault_as_a_platform_team_sets_it_up(
     bao: OpenBaoDevServer, *, kubernetes: str, scratch: Path
 ) -> str:
     """What a platform team does once, with its own (root) token: let Vault trust the
-    clusters' service accounts (one auth mount here, for the staging cluster's API), and
-    give the bot a token with only the shipped policy. Returns the bot's token."""
+    clusters' service accounts (one auth mount here, for the staging cluster's API),
+    create the bot's transit key (a secret waiting for approval is kept encrypted with
+    it), and give the bot a token with only the shipped policy. Returns the bot's token."""
     ca = await asyncio.to_thread(throwaway_ca, scratch)
     admin = VaultSecretStore(bao.url, bao.token)
     await admin.ensure_kubernetes_auth(kubernetes, ca_cert=ca, disable_local_ca_jwt=True)
+    await admin.encrypt("the platform team creates the transit key once")
     policy = VAULT_POLICY.read_text(encoding="utf-8")
     await asyncio.to_thread(bao.write_policy, "platform-bot", policy)
     return await asyncio.to_thread(bao.token_with_only, "platform-bot")
@@ -436,3 +446,18 @@ async def _send(http: aiohttp.ClientSession, method: str, url: str, **kwargs: An
     async with http.request(method, url, **kwargs) as response:
         if response.status >= 300:
             raise RuntimeError(f"sandbox seed: {method} {url}: {await response.text()}")
+
+
+async def seed_vault(bot: PlatformBot) -> None:
+    """What new-service would have made for the sample services: a KV path, an ACL policy
+    and a Kubernetes auth role `<team>-<service>-<env>` per environment."""
+    vault = bot.ports.adapters.vault
+    assert vault is not None
+    for service, (team, *places) in SEED_PLACES.items():
+        for _, env in places:
+            name = f"{team}-{service}-{env}"
+            path = await vault.ensure_kv_path(team, service, env)
+            await vault.ensure_policy(name, [path])
+            await vault.ensure_kubernetes_role(
+                name, service_account=service, namespace=f"{service}-{env}", policies=[name]
+            )

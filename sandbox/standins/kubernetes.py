@@ -51,6 +51,9 @@ What it does as the real API server does:
   creating the namespace again is 409 ``object is being deleted: namespaces "<ns>" already
   exists``. Any object with ``metadata.finalizers`` is only marked (``deletionTimestamp``)
   by a DELETE, and goes when an update takes its last finalizer away.
+- RoleBindings: ``roleRef`` cannot change on update (422 Invalid, "cannot change
+  roleRef"), as kubernetes ``pkg/apis/rbac/validation/validation.go``
+  (ValidateRoleBindingUpdate) refuses it.
 
 The deployment controller (``apps/v1``): when a Deployment is created or its
 ``spec.template`` changes, it creates a ReplicaSet owned by the Deployment
@@ -205,6 +208,7 @@ _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _NAMESPACES = RESOURCES[0]
 _DEPLOYMENTS = _BY_PATH[("apps", "v1", "deployments")]
 _REPLICASETS = _BY_PATH[("apps", "v1", "replicasets")]
+_ROLEBINDINGS = _BY_PATH[("rbac.authorization.k8s.io", "v1", "rolebindings")]
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _LABEL_RE = re.compile(_LABEL)
@@ -1113,6 +1117,16 @@ class KubernetesStandIn(LoopbackServer):
             else:
                 meta.pop(key, None)
         self._validate(res, meta["name"], obj)
+        if res is _ROLEBINDINGS and obj.get("roleRef") != current.get("roleRef"):
+            # kubernetes pkg/apis/rbac/validation/validation.go, ValidateRoleBindingUpdate
+            ref = obj.get("roleRef") or {}
+            shown = (
+                f'rbac.RoleRef{{APIGroup:"{ref.get("apiGroup", "")}", '
+                f'Kind:"{ref.get("kind", "")}", Name:"{ref.get("name", "")}"}}'
+            )
+            raise invalid(
+                res, meta["name"], [("roleRef", f"Invalid value: {shown}: cannot change roleRef")]
+            )
         _defaults(res, obj)
         if res is _NAMESPACES:  # the strategy's PrepareForUpdate
             obj["status"] = copy.deepcopy(current.get("status", {}))

@@ -71,7 +71,7 @@ def test_the_tour_plays_through(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
     out = result.stdout
-    assert "bob    Bob SRE         team sre; approver (prod-changes)" in out
+    assert "bob    Bob SRE         team sre; approver (prod-changes, prod-secrets," in out
     assert "alice@#payments> /platform help\nplatform-bot (only you):\n" in out
     assert "  You are @alice (alice@example.com).\n  *Teams:* `payments`" in out
     assert "carol@#payments> /platform whoami" in out
@@ -558,7 +558,8 @@ def test_people_are_described_from_platform_yml() -> None:
     lines = [" ".join(line.split()) for line in describe_people(model, SANDBOX_WORKSPACE)]
     assert lines == [
         "alice Alice Payments team payments",
-        "bob Bob SRE team sre; approver (prod-changes)",
+        "bob Bob SRE team sre; approver (prod-changes, prod-secrets, prod-access, "
+        "prod-access-extend)",
         "carol Carol Search team search",
         "dave Dave Platform platform admin",
         "erin Erin Newcomer in no team",

@@ -531,3 +531,38 @@ async def test_a_paused_deployment_is_not_rolled_back(env: Env) -> None:
 
     assert caught.value.message == f"{NS}/web is paused; resume it (kubectl rollout resume) first"
     assert [r.number for r in await env.cluster.revisions(NS, "web")] == [1, 2]
+
+
+async def test_a_role_binding_is_ensured_changed_and_deleted(env: Env) -> None:
+    from kernel.ports.systems import RoleBindingSpec
+
+    await env.cluster.ensure_namespace(spec())
+    wanted = RoleBindingSpec(
+        name="platform-access-abc",
+        namespace=NS,
+        cluster_role="view",
+        subject_kind="User",
+        subject_name="alice@example.com",
+        labels={"app.kubernetes.io/managed-by": "platform-bot"},
+        annotations={"platform.example.com/expires-at": "2026-12-03T16:00:00Z"},
+    )
+    assert await env.cluster.ensure_role_binding(wanted) is True
+    assert await env.cluster.ensure_role_binding(wanted) is False  # already so
+    stored = env.blue.objects.get("rolebindings", NS, "platform-access-abc")
+    assert stored is not None
+    assert stored["roleRef"]["name"] == "view"
+    assert stored["subjects"] == [
+        {"kind": "User", "name": "alice@example.com", "apiGroup": "rbac.authorization.k8s.io"}
+    ]
+    later = RoleBindingSpec(**{**wanted.__dict__, "annotations": {"x": "later"}})
+    assert await env.cluster.ensure_role_binding(later) is True
+    edit = RoleBindingSpec(**{**wanted.__dict__, "cluster_role": "edit"})
+    assert await env.cluster.ensure_role_binding(edit) is True  # roleRef: delete, create
+    stored = env.blue.objects.get("rolebindings", NS, "platform-access-abc")
+    assert stored is not None and stored["roleRef"]["name"] == "edit"
+    assert await env.cluster.delete_role_binding(NS, "platform-access-abc") is True
+    assert await env.cluster.delete_role_binding(NS, "platform-access-abc") is False
+    with pytest.raises(AdapterError, match="not found"):
+        await env.cluster.ensure_role_binding(
+            RoleBindingSpec(**{**wanted.__dict__, "namespace": "nowhere"})
+        )

@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+import app.bootstrap  # noqa: F401 - every feature's tables join Base.metadata
 from engine.db import Base, make_engine
 from engine.migrate import current_revision, head_revision, upgrade
 

@@ -75,8 +75,17 @@ NEEDED_BY: dict[tuple[str, str], str] = {
     ("secret/data/+/+/+", "create"): "Vault refused to create KV path",
     ("secret/metadata/+/+/+", "read"): "Vault refused to create KV path",  # exists yet?
     ("secret/metadata/+/+/+", "delete"): "Vault refused to delete KV path",
-    ("secret/metadata/+/+/+/*", "list"): "Vault refused to delete KV path",  # LIST <path>/
-    ("secret/metadata/+/+/+/*", "delete"): "Vault refused to delete KV path",
+    ("secret/metadata/+/+/+/*", "list"): "Vault refused to list",  # LIST <path>/
+    ("secret/metadata/+/+/+/*", "delete"): "Vault refused to delete",
+    ("secret/metadata/+/+/+/*", "read"): "Vault refused to write",  # a key's versions first
+    ("secret/metadata/+/+/+/*", "update"): "Vault refused to write",  # who set it
+    ("secret/data/+/+/+/*", "create"): "Vault refused to write",  # a key's first version
+    ("secret/data/+/+/+/*", "update"): "Vault refused to write",  # its next one
+    ("secret/data/+/+/+/*", "read"): "Vault refused to write",  # a retried write checks
+    ("secret/data/+/+/+/*", "delete"): "Vault refused to delete",
+    ("transit/encrypt/platform-bot", "update"): "Vault refused to encrypt",
+    ("transit/decrypt/platform-bot", "update"): "Vault refused to decrypt",
+    ("transit/hmac/platform-bot", "update"): "Vault refused to hash",
     ("sys/policy/*", "read"): "Vault refused to write policy",  # ensure_policy reads first
     ("sys/policy/*", "update"): "Vault refused to write policy",  # new or changed
     ("sys/policy/*", "delete"): "Vault refused to delete policy",
@@ -120,6 +129,8 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
             kubernetes_ca_cert=throwaway_ca(tmp_path_factory.mktemp("ca")),
             disable_local_ca_jwt=True,
         )
+        root.sys.enable_secrets_engine(backend_type="transit", path="transit")
+        root.secrets.transit.create_key(name="platform-bot", key_type="aes256-gcm96")
         yield OpenBao(server, root)
     finally:
         server.stop()
@@ -166,10 +177,40 @@ async def new_service_then_clean_up(store: VaultSecretStore, root: hvac.Client) 
     assert (gone.kv_exists, gone.policy_exists, gone.role_exists) == (False, False, False)
 
 
+async def secrets_round_trip(store: VaultSecretStore) -> None:
+    """Every call `/platform secret` makes (features/secrets), each checked for its
+    effect: transit for a value waiting for approval, then a key's life."""
+    ciphertext = await store.encrypt("s3cr3t-value")
+    assert ciphertext.startswith("vault:v1:")
+    assert await store.decrypt(ciphertext) == "s3cr3t-value"
+    assert len(await store.fingerprint("s3cr3t-value")) == 12
+
+    service = f"svc{next(_names)}"
+    team, env, meta = "payments", "dev", {"set_by": "U01ALICE"}
+    assert await store.write_value(team, service, env, "API_KEY", "v1", cas=0, metadata=meta) == 1
+    assert await store.write_value(team, service, env, "API_KEY", "v2", cas=1, metadata=meta) == 2
+    # a retried step: version 2 already holds this value, nothing is written twice
+    assert await store.write_value(team, service, env, "API_KEY", "v2", cas=1, metadata=meta) == 2
+    key = await store.read_key(team, service, env, "API_KEY")
+    assert key is not None and (key.version, key.set_by) == (2, "U01ALICE")
+    assert [k.key for k in await store.list_keys(team, service, env)] == ["API_KEY"]
+    assert await store.rollback_key(
+        team, service, env, "API_KEY", to_version=1, cas=2, metadata=meta
+    ) == 3
+    assert await store.delete_key(team, service, env, "API_KEY", purge=False) is True
+    assert await store.delete_key(team, service, env, "API_KEY", purge=True) is True
+    assert await store.read_key(team, service, env, "API_KEY") is None
+
+
+async def every_call(store: VaultSecretStore, root: hvac.Client) -> None:
+    await secrets_round_trip(store)
+    await new_service_then_clean_up(store, root)
+
+
 async def test_every_call_the_bot_makes_succeeds_with_only_the_shipped_policy(
     bao: OpenBao,
 ) -> None:
-    await new_service_then_clean_up(bao.bot(SHIPPED), bao.root)
+    await every_call(bao.bot(SHIPPED), bao.root)
 
 
 async def test_a_path_another_replica_created_meanwhile_is_not_an_error(
@@ -211,7 +252,7 @@ async def test_without_one_capability_the_call_that_needs_it_fails(
     store = bao.bot(without(SHIPPED, path, capability))
 
     with pytest.raises(VaultError) as refused:
-        await new_service_then_clean_up(store, bao.root)
+        await every_call(store, bao.root)
 
     message = refused.value.message
     assert message.startswith(NEEDED_BY[path, capability]), message

@@ -478,3 +478,31 @@ async def test_deleting_a_deployment_deletes_its_replicasets(kube: Kube) -> None
     assert await replicasets(kube) == {}
     assert kube.standin.objects.get("Deployment", NS, "web") is None
     assert created.metadata.uid
+
+
+async def test_a_rolebindings_role_ref_cannot_change(kube: Kube) -> None:
+    """kubernetes pkg/apis/rbac/validation/validation.go, ValidateRoleBindingUpdate: a
+    changed roleRef is 422 Invalid "cannot change roleRef"; subjects may change."""
+    await make_namespace(kube)
+    body = client.V1RoleBinding(
+        metadata=client.V1ObjectMeta(name="temp"),
+        role_ref=client.V1RoleRef(
+            api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="view"
+        ),
+        subjects=[
+            client.RbacV1Subject(kind="User", name="a", api_group="rbac.authorization.k8s.io")
+        ],
+    )
+    await kube.call(kube.rbac.create_namespaced_role_binding, NS, body)
+    body.subjects[0].name = "b"
+    updated = await kube.call(kube.rbac.replace_namespaced_role_binding, "temp", NS, body)
+    assert updated.subjects[0].name == "b"
+    body.role_ref.name = "edit"
+    error = await kube.error(kube.rbac.replace_namespaced_role_binding, "temp", NS, body)
+    status = status_body(error)
+    assert error.status == 422 and status["reason"] == "Invalid"
+    assert status["message"].startswith('RoleBinding "temp" is invalid: roleRef: Invalid value')
+    assert status["message"].endswith("cannot change roleRef")
+    assert status["details"]["group"] == "rbac.authorization.k8s.io"
+    still = await kube.call(kube.rbac.read_namespaced_role_binding, "temp", NS)
+    assert still.role_ref.name == "view"

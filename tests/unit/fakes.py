@@ -362,12 +362,14 @@ def feature_registry(
     its own objects (the approval desk, the alert groups)."""
     from types import SimpleNamespace
 
+    import features.access
     import features.alerts
     import features.approvals
     import features.general
     import features.new_service
     import features.pipelines
     import features.releases
+    import features.secrets
 
     async def idle(stop: Any) -> None:
         return None
@@ -387,6 +389,9 @@ def feature_registry(
     features.alerts.register(registry, alerts, releases=FakeReleases())  # type: ignore[arg-type]
     features.new_service.register(registry)
     features.pipelines.register(registry, SimpleNamespace(receive=None))  # type: ignore[arg-type]
+    features.secrets.register(registry, SimpleNamespace(sweep=idle))  # type: ignore[arg-type]
+    access = SimpleNamespace(on_revoke_due=idle, on_warn_due=idle)
+    features.access.register(registry, access)  # type: ignore[arg-type]
     return registry
 
 

@@ -20,8 +20,8 @@ import pytest
 from tests.unit.fakes import REPO_ROOT
 
 TOOLS = ("bash", "sha256sum", "cut", "dirname", "sed", "cat")
-DEBIAN = ["prometheus", "prometheus-alertmanager", "wrk", "nodejs"]
-PROGRAMS = ["prometheus", "prometheus-alertmanager", "wrk", "node"]
+DEBIAN = ["prometheus", "prometheus-alertmanager", "wrk", "nodejs", "chromium"]
+PROGRAMS = ["prometheus", "prometheus-alertmanager", "wrk", "node", "chromium"]
 INSTALL = "apt-get install -y --no-install-recommends"
 
 
@@ -103,6 +103,7 @@ def test_without_apt_get_it_names_the_packages_and_the_variables(
 def test_only_what_is_missing_is_named(checkout: Path, path: Path) -> None:
     executable(path / "wrk")
     executable(path / "node")
+    executable(path / "chromium")
     executable(path / "alertmanager")  # upstream's name for Debian's prometheus-alertmanager
     fake_apt_get(path, path / "apt.log")
 
@@ -114,7 +115,7 @@ def test_only_what_is_missing_is_named(checkout: Path, path: Path) -> None:
 def test_a_variable_naming_the_binary_counts_as_installed(
     checkout: Path, path: Path, tmp_path: Path
 ) -> None:
-    for program in ("wrk", "node"):
+    for program in ("wrk", "node", "chromium"):
         executable(path / program)
     prometheus = executable(tmp_path / "opt" / "prometheus-2.53" / "prometheus")
     alertmanager = tmp_path / "opt" / "am"  # not there
@@ -178,6 +179,7 @@ needs_root = pytest.mark.skipif(
 def test_as_root_a_dry_run_says_what_apt_get_would_install(checkout: Path, path: Path) -> None:
     fake_apt_get(path, path / "apt.log")
     executable(path / "node")
+    executable(path / "chromium")
 
     done = bootstrap(checkout, path, "--dry-run")
 
@@ -192,7 +194,7 @@ def test_as_root_a_dry_run_says_what_apt_get_would_install(checkout: Path, path:
 def test_as_root_it_installs_what_is_missing_with_apt_get(checkout: Path, path: Path) -> None:
     log = path / "apt.log"
     fake_apt_get(path, log)
-    for program in ("prometheus", "prometheus-alertmanager", "node"):
+    for program in ("prometheus", "prometheus-alertmanager", "node", "chromium"):
         executable(path / program)
 
     done = bootstrap(checkout, path)

@@ -59,7 +59,12 @@ def test_the_sample_config_is_valid() -> None:
     assert set(model.teams) == {"payments", "search", "sre"}
     assert set(model.services) == {"checkout", "refunds", "search-api"}
     assert set(model.environments) == {"staging", "prod", "prod-eu"}
-    assert [p.name for p in model.approval_policies] == ["prod-changes"]
+    assert [p.name for p in model.approval_policies] == [
+        "prod-changes",
+        "prod-secrets",
+        "prod-access",
+        "prod-access-extend",
+    ]
 
 
 def test_the_sample_loads_from_its_file() -> None:
@@ -161,8 +166,7 @@ def test_an_unknown_key_is_reported_with_a_suggestion(
     problems = problems_of(text)
 
     expected = (
-        f"line {line_of(text, new.split(':')[0] + ':')}: {path}: "
-        f"unknown key '{key}'; did you mean '{meant}'?"
+        f"line {line_of(text, new.strip())}: {path}: unknown key '{key}'; did you mean '{meant}'?"
     )
     assert expected in problems
 
@@ -236,7 +240,7 @@ def test_bad_service_and_team_in_an_approval_policy(
     text = edit("match: {environment: prod}", f"match: {match}")
 
     assert problems_of(text) == [
-        f"line {line_of(text, 'match:')}: approval_policies[0].match.{kind}: "
+        f"line {line_of(text, f'match: {match}')}: approval_policies[0].match.{kind}: "
         f"{kind} '{name}' is not defined; did you mean '{meant}'?"
     ]
 

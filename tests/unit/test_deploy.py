@@ -310,8 +310,11 @@ def test_the_cluster_roles_grant_exactly_what_the_adapter_calls() -> None:
     assert granted(objects) == adapter_calls()
 
 
-def test_the_bot_may_bind_only_the_cluster_role_it_gives_teams() -> None:
+def test_the_bot_may_bind_only_the_cluster_roles_it_hands_out() -> None:
+    """`bind` only on the roles the bot puts in RoleBindings: the team's (new-service)
+    and the access grants' (`access.roles` of the sample platform.yml, the defaults)."""
     from adapters.kubernetes_namespaces import namespace_objects
+    from catalog.load import load_platform_model
     from kernel.ports.systems import NamespaceSpec
 
     spec = NamespaceSpec(
@@ -328,6 +331,9 @@ def test_the_bot_may_bind_only_the_cluster_role_it_gives_teams() -> None:
     handed_out = {
         body.role_ref.name for kind, _, body in namespace_objects(spec) if kind == "RoleBinding"
     }
+    sample = load_platform_model(REPO_ROOT / "sandbox" / "app" / "sample" / "platform.yml")
+    assert sample.access is not None
+    handed_out |= set(sample.access.roles.values())
     rules = [
         r
         for o in rendered("http")

@@ -55,6 +55,8 @@ USAGE_HINT = (
     "help | whoami | audit [service] | new-service [<template> <name> --team <team>] "
     "| deploy <service> <env> <version> | rollback <service> <env> [<revision>] "
     "| history <service> <env> | status <service> | approvals"
+    " | secret set <service> <env> <KEY> | secret list <service> <env>"
+    " | access <service> <env> --role <role> --for <duration> --reason <why> | access list"
 )
 EVENTS_PATH = "/slack/events"
 

@@ -19,6 +19,7 @@ from sandbox.app.console.forms import (
     render_view,
 )
 from sandbox.app.console.output import ScriptFailed, _LogCollector
+from sandbox.app.console.pages import BrowsingConsole
 from sandbox.app.console.people import (
     describe_channels,
     describe_people,
@@ -109,7 +110,7 @@ async def _session(
     workspace = stack.workspace
     model = stack.bot.door.ports.catalog.model
     user = workspace.user(as_user)
-    console = Console(
+    console = BrowsingConsole(
         stack,
         user=user,
         channel=home_channel(user, model, workspace),
