@@ -194,9 +194,10 @@ async def secrets_round_trip(store: VaultSecretStore) -> None:
     key = await store.read_key(team, service, env, "API_KEY")
     assert key is not None and (key.version, key.set_by) == (2, "U01ALICE")
     assert [k.key for k in await store.list_keys(team, service, env)] == ["API_KEY"]
-    assert await store.rollback_key(
-        team, service, env, "API_KEY", to_version=1, cas=2, metadata=meta
-    ) == 3
+    assert (
+        await store.rollback_key(team, service, env, "API_KEY", to_version=1, cas=2, metadata=meta)
+        == 3
+    )
     assert await store.delete_key(team, service, env, "API_KEY", purge=False) is True
     assert await store.delete_key(team, service, env, "API_KEY", purge=True) is True
     assert await store.read_key(team, service, env, "API_KEY") is None
