@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -135,13 +136,16 @@ class PlatformBot:
 
     async def stop(self) -> None:
         """Stop taking work, give the loops a few seconds, then close every connection."""
+        started = time.monotonic()
         self.engine.wakeup.set()
         self.outbox.notify()
-        await self.tasks.shutdown()
+        cancelled = await self.tasks.shutdown()
+        loops_s = time.monotonic() - started
         if self._socket is not None:
             await self._socket.close_async()
         if self._runner is not None:
             await self._runner.cleanup()
+        http_s = time.monotonic() - started - loops_s
         await self.deliverer.close()
         for adapter in vars(self.ports.adapters).values():
             close = getattr(adapter, "close", None)
@@ -151,6 +155,15 @@ class PlatformBot:
         with contextlib.suppress(Exception):
             await self.client.session.close() if self.client.session else None
         self.db.dispose()
+        log.info(
+            "platform-bot stopped",
+            extra={
+                "seconds": round(time.monotonic() - started, 2),
+                "loops_seconds": round(loops_s, 2),
+                "http_seconds": round(http_s, 2),
+                "loops_cancelled": cancelled,
+            },
+        )
 
     async def serve_forever(self) -> None:
         await self.start()

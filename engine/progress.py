@@ -11,6 +11,7 @@ who to ask (the platform team, from the catalog).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ from engine.outbox import Outbox
 from kernel.blocks import actions, button, context, message_text, section
 from kernel.ids import RunId
 
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+"""A Slack user id, shown as a mention; anything else (the bot's sweeper) is not."""
 STEP_ICONS = {"pending": "○", "running": "◔", "done": "✓", "failed": "✗", "skipped": "–"}
 
 
@@ -42,6 +45,8 @@ class RunView:
     """Extra (action_id, label) buttons the executor offers on failure."""
     not_configured: list[tuple[str, str]] = field(default_factory=list)
     """(system, the settings it needs) of each system a failed step found unconfigured."""
+    cancelled_by: str | None = None
+    """Who cancelled it (rejected, or clicked when it was stale), when a person did."""
 
 
 def render_progress(
@@ -73,7 +78,9 @@ def render_progress(
         blocks.append(section("\n".join(lines)))
     said = [f"{title}: {error}" for title, state, error in view.steps if state == "failed"]
     if view.error and view.error not in (*said, "; ".join(said)):
-        blocks.append(context(escape(view.error)))
+        by = view.cancelled_by
+        who = f"Cancelled by <@{by}>: " if by and SLACK_USER.match(by) else ""
+        blocks.append(context(who + escape(view.error)))
     for system, variables in view.not_configured:
         then = ", then press Retry" if view.state == "failed" else ""
         blocks.append(
@@ -153,7 +160,13 @@ class Progress:
             flags=dict(row.flags or {}),
             buttons=buttons,
             not_configured=sorted(unconfigured),
+            cancelled_by=_cancelled_by(row),
         )
+
+
+def _cancelled_by(row: RunRow) -> str | None:
+    by = (row.result or {}).get("cancelled_by") if row.state == "cancelled" else None
+    return str(by) if by else None
 
 
 def _said(step: RunStepRow) -> str | None:

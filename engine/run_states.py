@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.db import RunRow
+from engine.db import RunRow, RunStepRow
 
 ACTIVE_STATES = ("pending", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 LOCKING_STATES = ("waiting_approval", *ACTIVE_STATES)
 GAUGE_INTERVAL = 10.0
 """Seconds between counts of Runs by state for the metrics gauge."""
+RELEASED = (
+    "run released at shutdown: its claim is given up, so another replica or the next start "
+    "resumes it at the step that was running"
+)
 
 
 class UnknownAction(LookupError):
@@ -46,12 +50,33 @@ def lock_holder(session: Session, lock_key: str | None) -> RunLocked | None:
     )
 
 
+def release_claim(session: Session, run_id: str, worker_id: str) -> bool:
+    """Give a running Run back to the queue (state `pending`, no claim, no lease) if
+    `worker_id` still holds it; its running step is pending again. Done steps stay done,
+    so whoever claims it next resumes at the step that was cut short."""
+    released = session.execute(
+        update(RunRow)
+        .where(RunRow.id == run_id, RunRow.state == "running", RunRow.claimed_by == worker_id)
+        .values(state="pending", claimed_by=None, lease_until=None)
+    )
+    if not getattr(released, "rowcount", 0):
+        return False
+    session.execute(
+        update(RunStepRow)
+        .where(RunStepRow.run_id == run_id, RunStepRow.state == "running")
+        .values(state="pending")
+    )
+    return True
+
+
 __all__ = [
     "ACTIVE_STATES",
     "FINAL_STATES",
     "GAUGE_INTERVAL",
     "LOCKING_STATES",
+    "RELEASED",
     "RunLocked",
     "UnknownAction",
     "lock_holder",
+    "release_claim",
 ]

@@ -37,11 +37,13 @@ from engine.run_states import (
     ACTIVE_STATES,
     FINAL_STATES,
     GAUGE_INTERVAL,
+    RELEASED,
     RunLocked,
     UnknownAction,
     lock_holder,
+    release_claim,
 )
-from engine.tasks import wait_any
+from engine.tasks import cancel_on, wait_any
 from kernel.actions import Action, Executor, Step, StepContext, SubmittedRun
 from kernel.errors import AdapterError, ChangeRefused, NotConfigured, StepFailed
 from kernel.ids import RunId, SlackChannelId, SlackUserId
@@ -182,7 +184,7 @@ class RunEngine:
             session,
             run_id,
             "waiting_approval",
-            {"state": "cancelled", "error": reason},
+            {"state": "cancelled", "error": reason, "result": {"cancelled_by": by}},
             by=by,
             event="run.cancelled",
             detail={"reason": reason},
@@ -304,7 +306,7 @@ class RunEngine:
     async def _work_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                ran = await self.run_next()
+                ran = await self.run_next(stop)
             except Exception:
                 log.exception("worker loop failed; retrying")
                 ran = False
@@ -312,16 +314,29 @@ class RunEngine:
                 self.wakeup.clear()
                 await wait_any(stop, self.wakeup, seconds=self.poll_interval)
 
-    async def run_next(self) -> bool:
-        """Claim one Run and execute it; False when there was nothing to do."""
+    async def run_next(self, stop: asyncio.Event | None = None) -> bool:
+        """Claim one Run and execute it; False when there was nothing to do. When `stop` is
+        set meanwhile, the Run is cut short at once and its claim released (`_hand_back`)."""
         run_id = await self.db.run(self._claim)
         if run_id is None:
             if time.monotonic() - self._gauges_at > GAUGE_INTERVAL:
                 self._gauges_at = time.monotonic()
                 await self._refresh_gauges()
             return False
-        await self.execute(RunId(run_id))
+        try:  # told to stop meanwhile: the Run is cut short and handed back, to be resumed
+            done = not (stop and stop.is_set()) and await cancel_on(
+                stop, self.execute(RunId(run_id))
+            )
+        except asyncio.CancelledError:
+            await self._hand_back(run_id)
+            raise
+        if not done:
+            await self._hand_back(run_id)
         return True
+
+    async def _hand_back(self, run_id: str) -> None:
+        if await self.db.run(lambda s: release_claim(s, run_id, self.worker_id)):
+            log.warning(RELEASED, extra={"run_id": run_id, "worker": self.worker_id})
 
     def _claim(self, session: Session) -> str | None:
         now = utcnow()

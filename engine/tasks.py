@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ RESTART_PAUSE = 1.0
 """Seconds before a crashed loop is started again."""
 SHUTDOWN_DEADLINE = 3.0
 """Seconds loops get to return after being told to stop, before they are cancelled."""
+STOP_GRACE = 1.0
+"""Seconds a Run's step may still take to finish once the bot is told to stop (`cancel_on`);
+then it is cut short, and its Run handed back to be resumed."""
 
 
 class Tasks:
@@ -90,3 +94,33 @@ async def wait_any(*events: asyncio.Event, seconds: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def cancel_on(
+    stop: asyncio.Event | None, work: Coroutine[Any, Any, None], *, grace: float = STOP_GRACE
+) -> bool:
+    """Await `work`; True once it is done. If `stop` is set first, give it `grace` seconds
+    to finish (a step about to end ends), then cancel it, wait while it unwinds, and answer
+    False. Without `stop`, just await it. Its exceptions propagate."""
+    if stop is None:
+        await work
+        return True
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait({task}, timeout=grace)
+    except asyncio.CancelledError:  # we are cancelled ourselves: so is the work
+        task.cancel()
+        await asyncio.wait({task}, timeout=SHUTDOWN_DEADLINE)
+        raise
+    finally:
+        stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    await task
+    return True

@@ -177,7 +177,7 @@ class ApprovalStore:
         if not approve:
             if self._decide(session, row, "rejected", closed_reason=reason):
                 self.engine.cancel(
-                    session, row.run_id, by=voter, reason=f"rejected by {voter}: {reason or '-'}"
+                    session, row.run_id, by=voter, reason=f"rejected: {reason or 'no reason given'}"
                 )
                 outcome = "rejected"
         elif request.approvals >= row.required and self._decide(

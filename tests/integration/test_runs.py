@@ -282,8 +282,11 @@ async def test_unknown_action_kind_in_the_database_fails_clearly(
 
 
 async def test_run_cut_short_by_a_crash_is_finished_by_another_worker(
-    db: Database, recorder: Recorder
+    db: Database, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A process that dies runs no cleanup: unlike a shutdown (tests/e2e/test_stopping.py),
+    # it never hands its Run back, so the heir waits for the lease.
+    monkeypatch.setattr("engine.runs.release_claim", lambda *_: False)
     lease = timedelta(seconds=1)
     doomed = TouchExecutor(recorder, block_at="touch")
     first = make_engine(db, [doomed], worker_id="doomed", lease=lease)
@@ -316,6 +319,33 @@ async def test_run_cut_short_by_a_crash_is_finished_by_another_worker(
     assert [s.state for s in await step_rows(db, run_id)] == ["done", "done", "done"]
     events = [a.event for a in await audit_rows(db, run_id)]
     assert events == ["run.requested", "run.started", "run.succeeded"]
+
+
+async def test_a_shutdown_mid_step_hands_the_run_back_at_once(
+    db: Database, recorder: Recorder
+) -> None:
+    """SIGTERM sets the stop event: the step is cut short now, not after a deadline, and
+    the Run is pending again with no claim, so the next worker resumes it without waiting
+    for the lease; the steps done stay done."""
+    blocked = TouchExecutor(recorder, block_at="touch")
+    first = make_engine(db, [blocked], worker_id="leaving")
+    run_id = (await first.submit(Touch(name="db"), requested_by=ALICE, idempotency_key="k")).run_id
+    stop = asyncio.Event()
+    working = asyncio.create_task(first.work(stop))
+    await asyncio.wait_for(blocked.entered.wait(), timeout=10)
+
+    stopping = asyncio.get_running_loop().time()
+    stop.set()
+    await asyncio.wait_for(working, timeout=10)
+
+    assert asyncio.get_running_loop().time() - stopping < 2.5  # STOP_GRACE, then cut short
+    row = await run_row(db, run_id)
+    assert (row.state, row.claimed_by, row.lease_until) == ("pending", None, None)
+    assert [s.state for s in await step_rows(db, run_id)] == ["done", "pending", "pending"]
+    heir = make_engine(db, [TouchExecutor(recorder)], worker_id="heir")
+    assert await heir.run_next() is True  # at once: no lease to wait out
+    assert recorder.steps_of(run_id) == ["prepare", "touch", "touch", "finish"]  # resumed
+    assert (await run_row(db, run_id)).state == "succeeded"
 
 
 async def test_a_worker_that_lost_its_claim_does_not_finish_the_run(
