@@ -1351,7 +1351,12 @@ class KubernetesStandIn(LoopbackServer):
             if _owner_uid(rs) == deployment["metadata"]["uid"]
         ]
         newest = max((_revision(rs) for rs in owned), default=0)
-        matching = next((rs for rs in owned if _without_hash(rs) == template), None)
+        # util/deployment_util.go EqualIgnoreHash: templates compared as decoded objects,
+        # where an absent field and its zero value (`resources: {}`, `creationTimestamp:
+        # null`, as kubectl's Go structs send them) are the same
+        matching = next(
+            (rs for rs in owned if _decoded(_without_hash(rs)) == _decoded(template)), None
+        )
         annotations = {
             k: v
             for k, v in (deployment["metadata"].get("annotations") or {}).items()
@@ -1673,6 +1678,15 @@ def _without_hash(rs: Obj) -> Obj:
     labels = template.get("metadata", {}).get("labels", {})
     labels.pop("pod-template-hash", None)
     return template  # type: ignore[no-any-return]
+
+
+def _decoded(value: Any) -> Any:
+    """``value`` as Go would see it decoded: without nulls and empty objects."""
+    if isinstance(value, dict):
+        return {k: _decoded(v) for k, v in value.items() if v is not None and v != {}}
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value
 
 
 def _pod_template_hash(template: Obj) -> str:
