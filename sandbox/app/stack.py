@@ -32,7 +32,7 @@ from sandbox.standins.argocd import ArgoCDStandIn
 from sandbox.standins.binaries import ALERTMANAGER, PROMETHEUS
 from sandbox.standins.gitlab import GitLabStandIn
 from sandbox.standins.kubernetes import KubernetesStandIn
-from sandbox.standins.kubernetes_rbac import ADMIN, BOT, shipped_policy
+from sandbox.standins.kubernetes_rbac import ADMIN, BOT, Policy, shipped_policy
 from sandbox.standins.observability import (
     AlertmanagerServer,
     MetricTarget,
@@ -141,19 +141,23 @@ async def sandbox_stack(
     rollout_seconds: float = 0.3,
     seed: bool = True,
     settings_overrides: dict[str, Any] | None = None,
+    kubernetes_policy: Policy | None = None,
 ) -> AsyncIterator[SandboxStack]:
     """Start the stand-ins and the bot on loopback; stop everything on exit.
 
     `vault=True` starts a real OpenBao dev server, `observability=True` a real
     Prometheus (with SANDBOX_ALERT_RULES over a MetricTarget) and Alertmanager posting to
     the bot's webhook; both must be installed. Stand-ins are cheap and always started;
-    `seed=False` leaves the clusters and Argo CD empty.
+    `seed=False` leaves the clusters and Argo CD empty. The clusters serve HTTPS and enforce
+    RBAC: the bot's token holds only the shipped ClusterRoles, or `kubernetes_policy`.
     """
     with tempfile.TemporaryDirectory(prefix="platform-bot-sandbox-") as scratch:
         async with contextlib.AsyncExitStack() as stack:
             slack = SlackStandIn(workspace, socket_mode_enabled=socket_mode)
             gitlab = GitLabStandIn(token=GITLAB_TOKEN, groups=GITLAB_GROUPS)
-            clusters = {name: kubernetes_cluster(rollout_seconds) for name in CLUSTERS}
+            clusters = {
+                name: kubernetes_cluster(rollout_seconds, kubernetes_policy) for name in CLUSTERS
+            }
             argocd = ArgoCDStandIn(token=ARGOCD_TOKEN)
             for server in (slack, gitlab, *clusters.values(), argocd):
                 await server.start()
@@ -304,13 +308,15 @@ async def _start_observability(
     }
 
 
-def kubernetes_cluster(rollout_seconds: float = 0.3) -> KubernetesStandIn:
+def kubernetes_cluster(
+    rollout_seconds: float = 0.3, policy: Policy | None = None
+) -> KubernetesStandIn:
     """A sandbox cluster: HTTPS with its own CA; RBAC with the shipped ClusterRoles, the bot's
     token bound to them (as deploy/rbac/bindings.yaml binds its ServiceAccount), and an
     admin token for the platform team."""
     return KubernetesStandIn(
         users={KUBERNETES_TOKEN: BOT, KUBERNETES_ADMIN_TOKEN: ADMIN},
-        policy=shipped_policy(),
+        policy=policy or shipped_policy(),
         rollout_seconds=rollout_seconds,
     )
 

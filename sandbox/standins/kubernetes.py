@@ -378,6 +378,8 @@ class RecordedRequest:
     path: str
     query: str
     status: int
+    user: str = ""
+    """Who the bearer token was ("" when it was refused)."""
 
 
 @dataclass
@@ -710,13 +712,16 @@ class KubernetesStandIn(LoopbackServer):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         status = 200
         headers: dict[str, str] = {}
+        who: Identity | None = None
         try:
             who = self._authenticate(request)
             self._inject_failure(request)
             status, body = await self._route(request, who)
         except WatchRequested as watch:
             self.requests.append(
-                RecordedRequest(request.method, request.path, request.query_string, 200)
+                RecordedRequest(
+                    request.method, request.path, request.query_string, 200, who.user if who else ""
+                )
             )
             labels = request.query.get("labelSelector", "")
             fields = request.query.get("fieldSelector", "")
@@ -729,7 +734,9 @@ class KubernetesStandIn(LoopbackServer):
         except ApiError as error:
             status, body, headers = error.code, error.body(), error.headers
         self.requests.append(
-            RecordedRequest(request.method, request.path, request.query_string, status)
+            RecordedRequest(
+                request.method, request.path, request.query_string, status, who.user if who else ""
+            )
         )
         return web.json_response(body, status=status, headers=headers)
 
