@@ -1,9 +1,17 @@
 """A Kubernetes API server stand-in over HTTP, honest about the parts the bot relies on.
 
-The official ``kubernetes`` Python client talks to it unchanged: point a
-``kubernetes.client.Configuration`` at ``standin.url`` (and, when the stand-in was given a
-``token``, set ``api_key={"authorization": "Bearer <token>"}``). It stores objects in
-memory, answers as the API server documents, and runs a small deployment controller.
+The official ``kubernetes`` Python client and kubectl talk to it unchanged, through a
+kubeconfig whose cluster is ``standin.kubeconfig_cluster()`` (the HTTPS URL and the CA made
+at start as ``certificate-authority-data``) and whose user has a bearer token (``token``, an
+admin; or ``users``, token -> identity). It stores objects in memory, answers as the API
+server documents, and runs a small deployment controller.
+
+Split by responsibility: ``kubernetes_tls`` (HTTPS: a CA made at start, why kubectl needs
+it), ``kubernetes_rbac`` (tokens to identities, the RBAC authorizer over the shipped
+ClusterRoles, the 403's wording, SelfSubjectAccessReview), ``kubernetes_watch``
+(``?watch=true`` streams). Conformance: ``tests/standins/test_kubernetes_standin.py``,
+``test_kubernetes_namespaces.py`` (the Python client) and ``test_kubectl_oracle.py``
+(Debian's kubectl as the oracle).
 
 What it does as the real API server does:
 
@@ -13,7 +21,21 @@ What it does as the real API server does:
 - Resources: namespaces (cluster-scoped); serviceaccounts, resourcequotas, limitranges,
   configmaps, secrets (core v1); networking.k8s.io/v1 networkpolicies;
   rbac.authorization.k8s.io/v1 rolebindings; apps/v1 deployments and replicasets.
-  Discovery (``/version``, ``/api``, ``/apis``, ``/api/v1``, ``/apis/<g>/<v>``) minimally.
+  authorization.k8s.io/v1 selfsubjectaccessreviews (create: ``kubectl auth can-i``).
+  Discovery (``/version``, ``/api``, ``/apis``, ``/api/v1``, ``/apis/<g>/<v>``) with each
+  resource's ``shortNames`` (``kubectl get deploy``, ``get rs``: the REST storages'
+  ``ShortNames()``, e.g. kubernetes ``pkg/registry/apps/deployment/storage/storage.go``)
+  and ``watch`` among its verbs; no OpenAPI document (``kubectl create -f`` needs
+  ``--validate=false``).
+- HTTPS only (by default), with a CA made at start; ``tls=False`` serves plain HTTP.
+- Authentication and RBAC (``kubernetes_rbac``): an unknown or missing token is 401; with
+  a ``policy``, a request its roles do not allow is 403 Forbidden worded as the API server
+  words it. Every request is recorded with the identity that made it.
+- Watches (``kubernetes_watch``): ``?watch=true`` on a list path streams JSON watch events
+  from ``resourceVersion`` (enough for client-go's reflector: ``kubectl rollout status``,
+  ``kubectl get -w``).
+- Bodies are JSON: a protobuf or CBOR body is 415 UnsupportedMediaType (recent kubectl
+  releases send typed creates as protobuf; Debian's sends JSON).
 - Object metadata set by the server: ``uid``, ``resourceVersion`` (one counter for the
   whole store, as a string), ``creationTimestamp`` (RFC 3339, seconds), ``generation``
   (for kinds with a spec the server tracks: bumped when ``spec`` changes), ``namespace``.
@@ -66,6 +88,13 @@ annotations (``kubernetes.io/change-cause`` among them) are copied to the new Re
 except the controller's own keys and ``kubectl.kubernetes.io/last-applied-configuration``;
 ``deployment.kubernetes.io/desired-replicas`` and ``max-replicas`` are set too. The
 Deployment gets ``deployment.kubernetes.io/revision`` = its newest ReplicaSet's revision.
+The controller lags as the real one does: it sees a Deployment's new generation
+``observe_seconds`` after the write (0 for at once), so meanwhile ``status`` is the previous
+generation's: ``observedGeneration`` below ``metadata.generation``, and a stale
+``Progressing=False/ProgressDeadlineExceeded`` stays until the new generation is observed
+(what kubectl ``pkg/polymorphichelpers/rollout_status.go`` guards against). Templates
+are matched to ReplicaSets as decoded objects (``EqualIgnoreHash`` in the controller's
+``util/deployment_util.go``): a null or an empty object is the same as no field.
 Status then progresses over ``rollout_seconds``: ``observedGeneration``, ``replicas``,
 ``updatedReplicas``, ``readyReplicas``, ``availableReplicas``, ``unavailableReplicas``,
 and conditions ``Progressing`` (NewReplicaSetCreated / FoundNewReplicaSet, then
@@ -83,7 +112,7 @@ Simplified, on purpose (tests that need more should extend the stand-in):
   volumes, ...); ``$patch`` directives and other merge keys are not understood.
   ``application/json-patch+json`` (RFC 6902: add, remove, replace, test) is supported.
   Server-side apply is not.
-- No watch (``watch=true`` answers 400), no pagination (``limit``/``continue`` ignored),
+- No pagination (``limit``/``continue`` ignored),
   no ``dryRun``, no admission, no schema validation beyond names and a Deployment's
   selector; no Pods: ReplicaSet status is made up by the controller.
 - Rollouts are not rolling: the new ReplicaSet gets all desired replicas at once and the
