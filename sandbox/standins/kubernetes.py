@@ -747,19 +747,23 @@ class KubernetesStandIn(LoopbackServer):
             self._inject_failure(request)
             status, body = await self._route(request, who)
         except WatchRequested as watch:
-            self.requests.append(
-                RecordedRequest(
-                    request.method, request.path, request.query_string, 200, who.user if who else ""
-                )
-            )
             labels = request.query.get("labelSelector", "")
             fields = request.query.get("fieldSelector", "")
-            return await self.watches.stream(
-                request, watch, lambda obj: _selected(obj, labels, fields)
+            user = who.user if who else ""
+            try:
+                streamed = await self.watches.stream(
+                    request, watch, lambda obj: _selected(obj, labels, fields)
+                )
+            except Expired as expired:
+                error = ApiError(410, "Expired", f"too old resource version: {expired}")
+                self.requests.append(
+                    RecordedRequest(request.method, request.path, request.query_string, 410, user)
+                )
+                return web.json_response(error.body(), status=410)
+            self.requests.append(
+                RecordedRequest(request.method, request.path, request.query_string, 200, user)
             )
-        except Expired as expired:
-            error = ApiError(410, "Expired", f"too old resource version: {expired}")
-            status, body, headers = error.code, error.body(), error.headers
+            return streamed
         except ApiError as error:
             status, body, headers = error.code, error.body(), error.headers
         self.requests.append(
