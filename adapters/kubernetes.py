@@ -17,9 +17,9 @@ the Status message is the API server's own (e.g. `namespaces "x" not found`).
 Namespaces (made, described with their Terminating phase, deleted) are the methods
 `KubernetesCluster` gets from `adapters.kubernetes_namespaces.NamespaceCalls`.
 
-The client's models mark every field optional, even those the API server always sets
-(`metadata`, a Deployment's `spec`); this module reads the objects the API returns as
-`Any` rather than assert each field, and builds the bodies it sends with the typed models.
+Deployments and ReplicaSets are read as the API's raw JSON (the client's typed models
+drop fields they do not know, and a rollback must not lose any); namespaces and the other
+objects the bot only creates go through the typed models.
 
 References: https://kubernetes.io/docs/concepts/workloads/controllers/deployment/
 (rolling back, revision history, deployment status and the progress deadline),
@@ -31,9 +31,12 @@ https://kubernetes.io/docs/concepts/policy/resource-quotas/ and limit-range/.
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import logging
 import os
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import urllib3.exceptions
@@ -61,37 +64,54 @@ IN_CLUSTER = "in-cluster"
 """The context name of the bot's own cluster when it runs in a pod without a kubeconfig."""
 
 
-def rollout_status(deployment: Any) -> RolloutStatus:
-    """A Deployment's rollout (a V1Deployment), judged as `kubectl rollout status` does."""
-    meta = deployment.metadata
-    spec = deployment.spec
-    status = deployment.status or client.V1DeploymentStatus()
-    annotations = meta.annotations or {}
-    desired = spec.replicas if spec.replicas is not None else 1
-    updated = status.updated_replicas or 0
-    available = status.available_replicas or 0
-    observed = (status.observed_generation or 0) >= (meta.generation or 0)
+def rollout_status(deployment: dict[str, Any]) -> RolloutStatus:
+    """A Deployment (its JSON) judged exactly as `kubectl rollout status` does.
+
+    kubectl pkg/polymorphichelpers/rollout_status.go (DeploymentStatusViewer.Status):
+    nothing in `status` is read until `metadata.generation <= status.observedGeneration`
+    ("Waiting for deployment spec update to be observed..."); the controller lags behind a
+    patch, and until it catches up the conditions and counts describe the previous spec (a
+    stale `Progressing=False/ProgressDeadlineExceeded` from a failed deploy among them).
+    Once observed, in kubectl's order: a Progressing condition with reason
+    ProgressDeadlineExceeded fails; fewer updated replicas than `spec.replicas`, more
+    replicas than updated ones (old pods pending termination), or fewer available than
+    updated are "waiting"; otherwise the rollout is complete.
+    """
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    updated = int(status.get("updatedReplicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    observed = int(meta.get("generation") or 0) <= int(status.get("observedGeneration") or 0)
     failed_reason = None
-    for condition in status.conditions or []:
-        if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
-            failed_reason = f"progress deadline exceeded: {condition.message or meta.name}"
-    complete = (
-        observed
-        and failed_reason is None
-        and updated >= desired
-        and (status.replicas or 0) <= updated  # no old pods left to terminate
-        and available >= updated
-    )
+    complete = False
+    if observed:
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "Progressing"
+                and condition.get("reason") == "ProgressDeadlineExceeded"
+            ):
+                message = condition.get("message") or meta.get("name")
+                failed_reason = f"progress deadline exceeded: {message}"
+        complete = (
+            failed_reason is None
+            and updated >= desired
+            and int(status.get("replicas") or 0) <= updated  # no old pods left to terminate
+            and available >= updated
+        )
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
     return RolloutStatus(
-        deployment=str(meta.name),
-        revision=_revision_number(annotations),
-        images=tuple(str(c.image) for c in spec.template.spec.containers),
+        deployment=str(meta.get("name")),
+        revision=_revision_number(meta.get("annotations")),
+        images=tuple(str(c.get("image")) for c in containers),
         desired=desired,
         updated=updated,
-        ready=status.ready_replicas or 0,
+        ready=int(status.get("readyReplicas") or 0),
         available=available,
         complete=complete,
         failed_reason=failed_reason,
+        observed=observed,
     )
 
 
@@ -121,12 +141,6 @@ class KubernetesCluster(NamespaceCalls, RoleBindings):
         """Close the client's pooled connections."""
         self._api.close()  # type: ignore[no-untyped-call]
 
-    def _as_dict(self, model: Any) -> dict[str, Any]:
-        """A client model as the JSON the API server takes (camelCase keys)."""
-        serialize: Any = self._api.sanitize_for_serialization
-        body: dict[str, Any] = serialize(model)
-        return body
-
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run blocking client calls in a thread; failures become AdapterError."""
         try:
@@ -144,20 +158,33 @@ class KubernetesCluster(NamespaceCalls, RoleBindings):
             ) from exc
 
     # -- deployments ----------------------------------------------------------
+    #
+    # Deployments and ReplicaSets are read as raw JSON (`_preload_content=False`), never
+    # through the client's typed models: those drop every field they do not know (a field
+    # newer than the client, an alpha field), and a rollback that copied a template through
+    # them would silently remove it from the Deployment.
 
-    def _read_deployment(self, namespace: str, name: str) -> Any:
-        return self._apps.read_namespaced_deployment(
-            name, namespace, _request_timeout=self._timeout
-        )
+    def _json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """The API's answer as JSON, not deserialized into the client's models."""
+        response = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+        try:
+            return json.loads(response.data)
+        finally:
+            response.release_conn()
+
+    def _read_deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._json(self._apps.read_namespaced_deployment, name, namespace)
+        return found
 
     async def deployments(self, namespace: str, *, selector: str) -> list[RolloutStatus]:
         found = await self._call(
             f"listing deployments in {namespace} ({selector})",
-            lambda: self._apps.list_namespaced_deployment(
-                namespace, label_selector=selector, _request_timeout=self._timeout
+            lambda: self._json(
+                self._apps.list_namespaced_deployment, namespace, label_selector=selector
             ),
         )
-        return [rollout_status(d) for d in sorted(found.items, key=lambda d: d.metadata.name)]
+        items = sorted(found.get("items") or [], key=lambda d: str(d["metadata"]["name"]))
+        return [rollout_status(d) for d in items]
 
     async def rollout_status(self, namespace: str, deployment: str) -> RolloutStatus:
         found = await self._call(
@@ -166,31 +193,36 @@ class KubernetesCluster(NamespaceCalls, RoleBindings):
         )
         return rollout_status(found)
 
-    def _replicasets(self, namespace: str, deployment: Any) -> list[Any]:
+    def _replicasets(self, namespace: str, deployment: dict[str, Any]) -> list[dict[str, Any]]:
         """The ReplicaSets this Deployment controls that carry a revision, oldest first."""
-        match_labels = deployment.spec.selector.match_labels or {}
+        match_labels = (deployment["spec"].get("selector") or {}).get("matchLabels") or {}
         selector = ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
-        found = self._apps.list_namespaced_replica_set(
-            namespace, label_selector=selector, _request_timeout=self._timeout
+        found = self._json(
+            self._apps.list_namespaced_replica_set, namespace, label_selector=selector
         )
-        uid = deployment.metadata.uid
+        uid = deployment["metadata"].get("uid")
         owned = [
             rs
-            for rs in found.items
-            if any(ref.controller and ref.uid == uid for ref in rs.metadata.owner_references or [])
-            and _revision_number(rs.metadata.annotations) > 0
+            for rs in found.get("items") or []
+            if any(
+                ref.get("controller") and ref.get("uid") == uid
+                for ref in rs["metadata"].get("ownerReferences") or []
+            )
+            and _revision_number(rs["metadata"].get("annotations")) > 0
         ]
-        return sorted(owned, key=lambda rs: _revision_number(rs.metadata.annotations))
+        return sorted(owned, key=lambda rs: _revision_number(rs["metadata"].get("annotations")))
 
     def _revisions_sync(self, namespace: str, name: str) -> list[Revision]:
         deployment = self._read_deployment(namespace, name)
         return [
             Revision(
-                number=_revision_number(rs.metadata.annotations),
-                images=tuple(str(c.image) for c in rs.spec.template.spec.containers),
-                created_at=rs.metadata.creation_timestamp,
-                change_cause=(rs.metadata.annotations or {}).get(CHANGE_CAUSE),
-                replicaset=str(rs.metadata.name),
+                number=_revision_number(rs["metadata"].get("annotations")),
+                images=tuple(
+                    str(c.get("image")) for c in rs["spec"]["template"]["spec"]["containers"]
+                ),
+                created_at=_timestamp(rs["metadata"].get("creationTimestamp")),
+                change_cause=(rs["metadata"].get("annotations") or {}).get(CHANGE_CAUSE),
+                replicaset=str(rs["metadata"]["name"]),
             )
             for rs in self._replicasets(namespace, deployment)
         ]
@@ -205,14 +237,14 @@ class KubernetesCluster(NamespaceCalls, RoleBindings):
         self, namespace: str, name: str, image: str, change_cause: str, container: str | None
     ) -> None:
         deployment = self._read_deployment(namespace, name)
-        names = [c.name for c in deployment.spec.template.spec.containers]
+        names = [c.get("name") for c in deployment["spec"]["template"]["spec"]["containers"]]
         if container is None:
-            container = names[0]
+            container = str(names[0])
         elif container not in names:
             raise AdapterError(
                 "Kubernetes",
                 f"deployment {namespace}/{name} has no container {container}; "
-                f"it has: {', '.join(names)}",
+                f"it has: {', '.join(str(n) for n in names)}",
             )
         # a strategic merge patch: containers merge by name, the others stay as they are
         patch = {
@@ -239,28 +271,35 @@ class KubernetesCluster(NamespaceCalls, RoleBindings):
         )
 
     def _rollback_sync(self, namespace: str, name: str, to_revision: int, cause: str) -> None:
+        """`kubectl rollout undo --to-revision`, step by step as kubectl
+        pkg/polymorphichelpers/rollback.go (DeploymentRollbacker.Rollback) does it."""
         deployment = self._read_deployment(namespace, name)
-        if deployment.spec.paused:  # kubectl refuses too: the rollout would not start
+        if deployment["spec"].get("paused"):  # kubectl refuses too: the rollout would not start
             raise AdapterError(
                 "Kubernetes",
                 f"{namespace}/{name} is paused; resume it (kubectl rollout resume) first",
             )
         replicasets = self._replicasets(namespace, deployment)
         target = next(
-            (rs for rs in replicasets if _revision_number(rs.metadata.annotations) == to_revision),
+            (
+                rs
+                for rs in replicasets
+                if _revision_number(rs["metadata"].get("annotations")) == to_revision
+            ),
             None,
         )
         if target is None:
-            known = ", ".join(str(_revision_number(rs.metadata.annotations)) for rs in replicasets)
+            known = ", ".join(
+                str(_revision_number(rs["metadata"].get("annotations"))) for rs in replicasets
+            )
             raise AdapterError(
                 "Kubernetes",
                 f"revision {to_revision} of {namespace}/{name} not found; known: {known or 'none'}",
                 status=404,
             )
-        template = self._as_dict(target.spec.template)
-        labels = template.get("metadata", {}).get("labels") or {}
-        labels.pop(POD_TEMPLATE_HASH, None)
-        if template == self._as_dict(deployment.spec.template):
+        # the ReplicaSet's template as the API returned it, every field kept
+        template = _without_hash(target["spec"]["template"])
+        if template == _without_hash(deployment["spec"]["template"]):  # equalIgnoreHash
             log.info(
                 "cluster %s: %s/%s already runs revision %d",
                 self.name,
@@ -269,9 +308,15 @@ class KubernetesCluster(NamespaceCalls, RoleBindings):
                 to_revision,
             )
             return
-        annotations = dict(deployment.metadata.annotations or {})
+        annotations = rollback_annotations(
+            deployment["metadata"].get("annotations") or {},
+            target["metadata"].get("annotations") or {},
+        )
+        # kubectl records no cause of its own (`--record` is gone); the bot names the
+        # person and the Run, as `set_image` does
         annotations[CHANGE_CAUSE] = cause
-        # a JSON patch replaces the whole template, as `kubectl rollout undo` does
+        # a JSON patch replacing the whole template and the annotations, as kubectl's
+        # getDeploymentPatch; `add` replaces an existing member and also works without one
         patch = [
             {"op": "replace", "path": "/spec/template", "value": template},
             {"op": "add", "path": "/metadata/annotations", "value": annotations},
@@ -290,6 +335,48 @@ class KubernetesCluster(NamespaceCalls, RoleBindings):
             f"rolling back {namespace}/{deployment} to revision {to_revision}",
             lambda: self._rollback_sync(namespace, deployment, to_revision, change_cause),
         )
+
+
+ANNOTATIONS_KEPT = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+"""kubectl rollback.go `annotationsToSkip`: kept from the Deployment, never copied from the
+ReplicaSet."""
+
+
+def rollback_annotations(deployment: dict[str, str], replicaset: dict[str, str]) -> dict[str, str]:
+    """The Deployment's annotations after a rollback, as kubectl rollback.go computes them:
+    the Deployment's own values of `ANNOTATIONS_KEPT`, then every other annotation of the
+    ReplicaSet being restored (so annotations added since that revision go, and that
+    revision's come back)."""
+    kept = {k: v for k, v in deployment.items() if k in ANNOTATIONS_KEPT}
+    restored = {k: v for k, v in replicaset.items() if k not in ANNOTATIONS_KEPT}
+    return {**kept, **restored}
+
+
+def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a pod template without the controller's `pod-template-hash` label."""
+    copied: dict[str, Any] = copy.deepcopy(template)
+    labels = (copied.get("metadata") or {}).get("labels")
+    if labels:
+        labels.pop(POD_TEMPLATE_HASH, None)
+    return copied
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class KubernetesClusters:

@@ -53,20 +53,24 @@ class RoleBindings:
         raise NotImplementedError
 
     def _ensure_role_binding_sync(self, spec: RoleBindingSpec) -> bool:
-        rbac, ns, timeout = self._rbac, spec.namespace, self._timeout
+        # each call spelled out on self._rbac: tests/unit/test_deploy.py reads them from this
+        # source to check the shipped ClusterRole grants every one
+        ns, timeout = spec.namespace, self._timeout
         try:
-            current = rbac.read_namespaced_role_binding(spec.name, ns, _request_timeout=timeout)
+            current = self._rbac.read_namespaced_role_binding(
+                spec.name, ns, _request_timeout=timeout
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            rbac.create_namespaced_role_binding(
+            self._rbac.create_namespaced_role_binding(
                 ns, role_binding_body(spec), _request_timeout=timeout
             )
             return True
         ref = current.role_ref
         if (ref.kind, ref.name) != ("ClusterRole", spec.cluster_role):
-            rbac.delete_namespaced_role_binding(spec.name, ns, _request_timeout=timeout)
-            rbac.create_namespaced_role_binding(
+            self._rbac.delete_namespaced_role_binding(spec.name, ns, _request_timeout=timeout)
+            self._rbac.create_namespaced_role_binding(
                 ns, role_binding_body(spec), _request_timeout=timeout
             )
             return True
@@ -79,7 +83,7 @@ class RoleBindings:
         ):
             return False
         body = role_binding_body(spec, resource_version=meta.resource_version)
-        rbac.replace_namespaced_role_binding(spec.name, ns, body, _request_timeout=timeout)
+        self._rbac.replace_namespaced_role_binding(spec.name, ns, body, _request_timeout=timeout)
         return True
 
     async def ensure_role_binding(self, spec: RoleBindingSpec) -> bool:

@@ -226,6 +226,8 @@ CHANGE_CAUSE_PATTERN = re.compile(
 
 
 def rollout_line(status: RolloutStatus) -> str:
+    if not status.observed:
+        return "waiting for the spec update to be observed"
     return (
         f"{status.updated}/{status.desired} updated, {status.ready} ready, "
         f"{status.available} available"

@@ -87,6 +87,10 @@ class RolloutStatus:
     complete: bool
     failed_reason: str | None
     """Set when the rollout will not finish: ProgressDeadlineExceeded's message."""
+    observed: bool = True
+    """Whether the controller has seen the newest spec (`metadata.generation <=
+    status.observedGeneration`); until then the counts and conditions are the old spec's,
+    and neither `complete` nor `failed_reason` is set."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from sandbox.standins.argocd import ArgoCDStandIn
 from sandbox.standins.binaries import ALERTMANAGER, PROMETHEUS
 from sandbox.standins.gitlab import GitLabStandIn
 from sandbox.standins.kubernetes import KubernetesStandIn
+from sandbox.standins.kubernetes_rbac import ADMIN, BOT, Policy, shipped_policy
 from sandbox.standins.observability import (
     AlertmanagerServer,
     MetricTarget,
@@ -83,6 +84,9 @@ carol (search, listed by e-mail), dave (platform admin), erin (in no team)."""
 
 GITLAB_TOKEN = "glpat-sandbox-token"  # noqa: S105 - local stand-ins' tokens, not secrets
 KUBERNETES_TOKEN = "kube-sandbox-token"  # noqa: S105
+"""The bot's token: its ServiceAccount, bound to only the shipped ClusterRoles (deploy/rbac)."""
+KUBERNETES_ADMIN_TOKEN = "kube-sandbox-admin-token"  # noqa: S105
+"""The platform team's token (system:masters): seeding, and what people do with kubectl."""
 ARGOCD_TOKEN = "argocd-sandbox-token"  # noqa: S105
 ALERTMANAGER_WEBHOOK_TOKEN = "alertmanager-sandbox-token"  # noqa: S105
 GITLAB_WEBHOOK_TOKEN = "gitlab-webhook-sandbox-token"  # noqa: S105
@@ -137,21 +141,22 @@ async def sandbox_stack(
     rollout_seconds: float = 0.3,
     seed: bool = True,
     settings_overrides: dict[str, Any] | None = None,
+    kubernetes_policy: Policy | None = None,
 ) -> AsyncIterator[SandboxStack]:
     """Start the stand-ins and the bot on loopback; stop everything on exit.
 
     `vault=True` starts a real OpenBao dev server, `observability=True` a real
     Prometheus (with SANDBOX_ALERT_RULES over a MetricTarget) and Alertmanager posting to
     the bot's webhook; both must be installed. Stand-ins are cheap and always started;
-    `seed=False` leaves the clusters and Argo CD empty.
+    `seed=False` leaves the clusters and Argo CD empty. The clusters serve HTTPS and enforce
+    RBAC: the bot's token holds only the shipped ClusterRoles, or `kubernetes_policy`.
     """
     with tempfile.TemporaryDirectory(prefix="platform-bot-sandbox-") as scratch:
         async with contextlib.AsyncExitStack() as stack:
             slack = SlackStandIn(workspace, socket_mode_enabled=socket_mode)
             gitlab = GitLabStandIn(token=GITLAB_TOKEN, groups=GITLAB_GROUPS)
             clusters = {
-                name: KubernetesStandIn(token=KUBERNETES_TOKEN, rollout_seconds=rollout_seconds)
-                for name in CLUSTERS
+                name: kubernetes_cluster(rollout_seconds, kubernetes_policy) for name in CLUSTERS
             }
             argocd = ArgoCDStandIn(token=ARGOCD_TOKEN)
             for server in (slack, gitlab, *clusters.values(), argocd):
@@ -170,7 +175,9 @@ async def sandbox_stack(
             if observability:
                 observed = await _start_observability(stack, bot_port=port)
             kubeconfig = Path(scratch) / "kubeconfig"
-            kubeconfig.write_text(kubeconfig_yaml({n: c.url for n, c in clusters.items()}))
+            kubeconfig.write_text(
+                kubeconfig_yaml({n: c.kubeconfig_cluster() for n, c in clusters.items()})
+            )
             if seed:
                 await seed_clusters(clusters)
                 seed_argocd(argocd)
@@ -301,14 +308,32 @@ async def _start_observability(
     }
 
 
-def kubeconfig_yaml(servers: dict[str, str]) -> str:
-    """A kubeconfig with one context (and cluster) per stand-in, token auth."""
+def kubernetes_cluster(
+    rollout_seconds: float = 0.3, policy: Policy | None = None
+) -> KubernetesStandIn:
+    """A sandbox cluster: HTTPS with its own CA; RBAC with the shipped ClusterRoles, the bot's
+    token bound to them (as deploy/rbac/bindings.yaml binds its ServiceAccount), and an
+    admin token for the platform team."""
+    return KubernetesStandIn(
+        users={KUBERNETES_TOKEN: BOT, KUBERNETES_ADMIN_TOKEN: ADMIN},
+        policy=policy or shipped_policy(),
+        rollout_seconds=rollout_seconds,
+    )
+
+
+def kubeconfig_yaml(servers: dict[str, Any], *, token: str = KUBERNETES_TOKEN) -> str:
+    """A kubeconfig with one context (and cluster) per stand-in, token auth. Each server is a
+    URL, or a kubeconfig cluster entry (`KubernetesStandIn.kubeconfig_cluster()`: the URL and
+    the CA as `certificate-authority-data`)."""
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": n, "cluster": {"server": url}} for n, url in servers.items()],
-            "users": [{"name": "platform-bot", "user": {"token": KUBERNETES_TOKEN}}],
+            "clusters": [
+                {"name": n, "cluster": c if isinstance(c, dict) else {"server": c}}
+                for n, c in servers.items()
+            ],
+            "users": [{"name": "platform-bot", "user": {"token": token}}],
             "contexts": [
                 {"name": n, "context": {"cluster": n, "user": "platform-bot"}} for n in servers
             ],
@@ -327,7 +352,7 @@ SEED_PLACES = {
 async def seed_clusters(clusters: dict[str, KubernetesStandIn]) -> None:
     """Each sample service as a Deployment with two revisions in its Kubernetes envs,
     created through the stand-ins' HTTP API as `kubectl apply` and `set image` would."""
-    headers = {"Authorization": f"Bearer {KUBERNETES_TOKEN}"}
+    headers = {"Authorization": f"Bearer {KUBERNETES_ADMIN_TOKEN}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         await asyncio.gather(
             *(
@@ -342,6 +367,7 @@ async def _seed_one(
     http: aiohttp.ClientSession, standin: KubernetesStandIn, *, service: str, team: str, env: str
 ) -> None:
     base, namespace = standin.url.rstrip("/"), f"{service}-{env}"
+    tls = standin.client_ssl()
     versions = SEEDED_VERSIONS[service]
     image = f"{REGISTRY}/{team}/{service}"
     await _send(
@@ -349,9 +375,12 @@ async def _seed_one(
         "POST",
         f"{base}/api/v1/namespaces",
         json={"metadata": {"name": namespace, "labels": _labels(team, service)}},
+        ssl=tls,
     )
     deployments = f"{base}/apis/apps/v1/namespaces/{namespace}/deployments"
-    await _send(http, "POST", deployments, json=_deployment(service, team, image, versions[0]))
+    await _send(
+        http, "POST", deployments, json=_deployment(service, team, image, versions[0]), ssl=tls
+    )
     for version in versions[1:]:
         await standin.wait_for("deployments", namespace, service, _available, within=10.0)
         cause = {"kubernetes.io/change-cause": f"deploy {version} (sandbox seed)"}
@@ -366,6 +395,7 @@ async def _seed_one(
             f"{deployments}/{service}",
             json=patch,
             headers={"Content-Type": "application/strategic-merge-patch+json"},
+            ssl=tls,
         )
     await standin.wait_for("deployments", namespace, service, _available, within=10.0)
 
@@ -442,8 +472,10 @@ def _available(deployment: dict[str, Any]) -> bool:
     )
 
 
-async def _send(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> None:
-    async with http.request(method, url, **kwargs) as response:
+async def _send(
+    http: aiohttp.ClientSession, method: str, url: str, *, ssl: Any = True, **kwargs: Any
+) -> None:
+    async with http.request(method, url, ssl=ssl, **kwargs) as response:
         if response.status >= 300:
             raise RuntimeError(f"sandbox seed: {method} {url}: {await response.text()}")
 

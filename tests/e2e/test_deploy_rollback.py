@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sandbox.app.stack import KUBERNETES_TOKEN, SandboxStack, sandbox_stack
+from sandbox.app.stack import KUBERNETES_ADMIN_TOKEN, SandboxStack, sandbox_stack
 from sandbox.standins.kubernetes import REVISION
 from sandbox.standins.slack_api import Message
 from tests.harness import Chat
@@ -128,6 +128,27 @@ async def test_a_failing_image_ends_failed_with_the_reason(stack: SandboxStack, 
     await message(stack, "*Failed*: deploy checkout 6.6.6", containing="run.retry")
 
 
+async def test_a_rollback_right_after_a_failed_deploy_succeeds_with_a_lagging_controller(
+    stack: SandboxStack, chat: Chat
+) -> None:
+    cluster = stack.clusters["sandbox-staging"]
+    cluster.failing_images.add("6.6.6")
+    cluster.progress_deadline_seconds = 0.5
+    cluster.observe_seconds = 0.5  # the controller sees each new generation 0.5 s late
+    await chat.say("/platform deploy checkout staging 6.6.6", as_user="alice")
+    await message(stack, "*Failed*: deploy checkout 6.6.6 to staging")
+
+    seen = await chat.say("/platform rollback checkout staging", as_user="alice")
+
+    assert seen.text.startswith("*Queued*: roll back checkout in staging to revision 2")
+    # the stale Progressing=False/ProgressDeadlineExceeded stays until the controller
+    # observes the rollback; the bot waits for that, as `kubectl rollout status` does
+    done = await message(stack, "*Done*: roll back checkout in staging to revision 2")
+    assert "progress deadline" not in str(done.blocks)
+    assert deployment(stack, "staging") == (f"{IMAGE}:1.4.2", 4)
+    assert not [m for m in stack.slack.messages.get(PAYMENTS, []) if "*Failed*: roll" in m.text]
+
+
 async def test_a_prod_rollback_waits_for_an_sre_approval_then_runs(
     stack: SandboxStack, chat: Chat
 ) -> None:
@@ -223,15 +244,19 @@ async def test_status_shows_every_environment(stack: SandboxStack, chat: Chat) -
 
 async def set_image_by_hand(stack: SandboxStack, env: str, image: str) -> None:
     """What someone with kubectl does behind the bot's back: `kubectl set image`."""
-    url = stack.clusters[f"sandbox-{env}"].url.rstrip("/")
+    cluster = stack.clusters[f"sandbox-{env}"]
+    url = cluster.url.rstrip("/")
     patch: dict[str, Any] = {
         "spec": {"template": {"spec": {"containers": [{"name": "checkout", "image": image}]}}}
     }
     async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {KUBERNETES_TOKEN}"}) as http,
+        aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {KUBERNETES_ADMIN_TOKEN}"}
+        ) as http,
         http.patch(
             f"{url}/apis/apps/v1/namespaces/checkout-{env}/deployments/checkout",
             json=patch,
+            ssl=cluster.client_ssl(),
             headers={"Content-Type": "application/strategic-merge-patch+json"},
         ) as response,
     ):

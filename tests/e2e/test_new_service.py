@@ -26,7 +26,7 @@ from features.new_service.provisioning import NewServiceExecutor
 from features.new_service.request import NewService
 from kernel.actions import Action, Step, StepContext
 from kernel.ports.systems import SecretStore
-from sandbox.app.stack import KUBERNETES_TOKEN, SandboxStack, sandbox_stack
+from sandbox.app.stack import KUBERNETES_ADMIN_TOKEN, SandboxStack, sandbox_stack
 from sandbox.standins.slack_api import Message
 from tests.harness import Chat, eventually
 
@@ -402,8 +402,10 @@ def contexts_of(message: Message) -> list[str]:
 
 def kube_core(stack: SandboxStack, cluster: str) -> client.CoreV1Api:
     """The official client on one of the stack's clusters: what a person with kubectl does."""
-    config = client.Configuration(host=stack.clusters[cluster].url)
-    config.api_key = {"authorization": f"Bearer {KUBERNETES_TOKEN}"}
+    standin = stack.clusters[cluster]
+    config = client.Configuration(host=standin.url)
+    config.ssl_ca_cert = str(standin.ca_file)
+    config.api_key = {"authorization": f"Bearer {KUBERNETES_ADMIN_TOKEN}"}
     return client.CoreV1Api(client.ApiClient(config))
 
 

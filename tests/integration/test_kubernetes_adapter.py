@@ -29,13 +29,16 @@ HOLD = "example.com/hold"
 NS = "payments-checkout-prod"
 
 
-def kubeconfig(servers: dict[str, str], token: str = TOKEN) -> str:
-    """A kubeconfig (JSON is valid YAML) with one context and cluster per server."""
+def kubeconfig(servers: dict[str, KubernetesStandIn], token: str = TOKEN) -> str:
+    """A kubeconfig (JSON is valid YAML) with one context and cluster per server (each
+    with its URL and the CA it made at start, as `certificate-authority-data`)."""
     return json.dumps(
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": n, "cluster": {"server": url}} for n, url in servers.items()],
+            "clusters": [
+                {"name": n, "cluster": server.kubeconfig_cluster()} for n, server in servers.items()
+            ],
             "users": [{"name": "bot", "user": {"token": token}}],
             "contexts": [{"name": n, "context": {"cluster": n, "user": "bot"}} for n in servers],
             "current-context": next(iter(servers)),
@@ -69,9 +72,10 @@ def standin() -> KubernetesStandIn:
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     async with standin() as blue, standin() as green:
         path = tmp_path / "kubeconfig"
-        path.write_text(kubeconfig({"blue": blue.url, "green": green.url}))
+        path.write_text(kubeconfig({"blue": blue, "green": green}))
         clusters = KubernetesClusters.from_kubeconfig(str(path))
         config = client.Configuration(host=blue.url)
+        config.ssl_ca_cert = str(blue.ca_file)
         config.api_key = {"authorization": f"Bearer {TOKEN}"}
         setup_api = client.ApiClient(config)
         try:
@@ -199,7 +203,7 @@ async def test_a_missing_kubeconfig_or_pod_config_is_a_clear_error(
 async def test_a_wrong_token_and_an_unreachable_cluster(tmp_path: Path) -> None:
     async with standin() as server:
         path = tmp_path / "kubeconfig"
-        path.write_text(kubeconfig({"c": server.url}, token="wrong"))
+        path.write_text(kubeconfig({"c": server}, token="wrong"))
         clusters = KubernetesClusters.from_kubeconfig(str(path))
         try:
             with pytest.raises(AdapterError) as refused:
@@ -495,6 +499,7 @@ async def test_an_image_that_fails_to_pull_ends_with_the_reason(env: Env) -> Non
 
 async def test_set_image_of_a_named_container(env: Env) -> None:
     await make_deployment(env, images={"app": "web:1", "proxy": "envoy:1"})
+    await wait_for(env, done(1))  # (a controller that has not seen revision 1 makes none)
 
     await env.cluster.set_image(NS, "web", image="envoy:2", change_cause="x", container="proxy")
     status = await wait_for(env, done(2))

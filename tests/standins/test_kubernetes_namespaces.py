@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from sandbox.standins.kubernetes import KubernetesStandIn
+from tests.standins.kubectl import Kubectl
 from tests.standins.test_kubernetes_standin import NS, TOKEN, Kube, api_client, status_body
 
 HOLD = "example.com/hold"
@@ -26,7 +28,7 @@ HOLD = "example.com/hold"
 async def kube() -> AsyncIterator[Kube]:
     standin = KubernetesStandIn(token=TOKEN, namespace_deletion_seconds=0.05)
     await standin.start()
-    api = api_client(standin.url, TOKEN)
+    api = api_client(standin, TOKEN)
     try:
         yield Kube(
             standin,
@@ -153,27 +155,13 @@ async def test_another_finalizer_keeps_the_namespace_until_finalize(kube: Kube) 
     assert (await kube.error(kube.core.read_namespace, NS)).status == 404
 
 
-async def kubectl(server: str, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        "kubectl",
-        f"--server={server}",
-        "--kubeconfig=/dev/null",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
-
-
-async def test_kubectl_sees_terminating_and_is_refused_in_words() -> None:
-    # kubectl sends no bearer token over plain HTTP, so this stand-in asks for none
-    async with KubernetesStandIn(namespace_deletion_seconds=0.05) as standin:
-        url = standin.url
-        assert (await kubectl(url, "create", "namespace", NS))[0] == 0
-        assert (await kubectl(url, "create", "configmap", "held", f"-n={NS}"))[0] == 0
+async def test_kubectl_sees_terminating_and_is_refused_in_words(tmp_path: Path) -> None:
+    # over HTTPS, with the CA in the kubeconfig: kubectl sends the token
+    async with KubernetesStandIn(token=TOKEN, namespace_deletion_seconds=0.05) as standin:
+        kubectl = Kubectl(standin, TOKEN, tmp_path)
+        assert (await kubectl("create", "namespace", NS))[0] == 0
+        assert (await kubectl("create", "configmap", "held", f"-n={NS}"))[0] == 0
         await kubectl(
-            url,
             "patch",
             "configmap",
             "held",
@@ -181,13 +169,11 @@ async def test_kubectl_sees_terminating_and_is_refused_in_words() -> None:
             "--type=merge",
             f'-p={{"metadata":{{"finalizers":["{HOLD}"]}}}}',
         )
-        assert (await kubectl(url, "delete", "namespace", NS, "--wait=false"))[0] == 0
+        assert (await kubectl("delete", "namespace", NS, "--wait=false"))[0] == 0
 
-        code, phase, _ = await kubectl(
-            url, "get", "namespace", NS, "-o", "jsonpath={.status.phase}"
-        )
+        code, phase, _ = await kubectl("get", "namespace", NS, "-o", "jsonpath={.status.phase}")
         assert (code, phase) == (0, "Terminating")
-        code, _, said = await kubectl(url, "create", "configmap", "new", f"-n={NS}")
+        code, _, said = await kubectl("create", "configmap", "new", f"-n={NS}")
         assert code == 1
         assert said.strip() == (
             'error: failed to create configmap: configmaps "new" is forbidden: unable to create '

@@ -53,8 +53,10 @@ def status_body(error: ApiException) -> dict[str, Any]:
     return body
 
 
-def api_client(url: str, token: str | None) -> client.ApiClient:
-    config = client.Configuration(host=url)
+def api_client(standin: KubernetesStandIn, token: str | None) -> client.ApiClient:
+    """The official client on the stand-in: its URL, trusting the CA it made at start."""
+    config = client.Configuration(host=standin.url)
+    config.ssl_ca_cert = str(standin.ca_file) if standin.ca_file else None
     if token is not None:
         config.api_key = {"authorization": f"Bearer {token}"}
     return client.ApiClient(config)
@@ -67,9 +69,10 @@ async def kube() -> AsyncIterator[Kube]:
         rollout_seconds=0.1,
         time_scale=0.001,  # the default progressDeadlineSeconds of 600 becomes 0.6 s
         failing_images={"broken"},
+        observe_seconds=0,  # the controller sees each write at once (its lag: test_kubectl)
     )
     await standin.start()
-    api = api_client(standin.url, TOKEN)
+    api = api_client(standin, TOKEN)
     try:
         yield Kube(
             standin,
@@ -315,7 +318,7 @@ async def test_an_invalid_name_is_422_invalid(kube: Kube) -> None:
 
 
 async def test_a_wrong_token_is_401_and_failures_can_be_injected(kube: Kube) -> None:
-    stranger = api_client(kube.standin.url, "not-the-token")
+    stranger = api_client(kube.standin, "not-the-token")
     try:
         error = await kube.error(client.CoreV1Api(stranger).list_namespace)
     finally:
@@ -342,6 +345,7 @@ async def test_discovery_and_deleting_a_namespace(kube: Kube) -> None:
     assert version.major == "1"
     assert {g.name for g in groups.groups} == {
         "apps",
+        "authorization.k8s.io",
         "networking.k8s.io",
         "rbac.authorization.k8s.io",
     }

@@ -258,7 +258,14 @@ API_GROUPS = {
     "_rbac": "rbac.authorization.k8s.io",
     "_networking": "networking.k8s.io",
 }
-VERBS = {"create": "create", "read": "get", "list": "list", "patch": "patch", "delete": "delete"}
+VERBS = {
+    "create": "create",
+    "read": "get",
+    "list": "list",
+    "patch": "patch",
+    "replace": "update",
+    "delete": "delete",
+}
 
 
 def adapter_calls() -> set[tuple[str, str, str]]:
