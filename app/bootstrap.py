@@ -235,7 +235,7 @@ def build_app(
     features.general.register(registry)
     features.releases.register(registry)
     features.approvals.register(registry, approvals)
-    features.alerts.register(registry, alerts, releases=ReleaseDesk(ports))
+    features.alerts.register(registry, alerts, releases=ReleaseDesk(ports), ports=ports)
     features.new_service.register(registry)
     features.pipelines.register(registry, pipelines)
     public_url = str(settings.public_url) if settings.public_url else None
