@@ -6,15 +6,18 @@ Retry-After) and each method's reference page (its tier); see slack_limits.py.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from sandbox.standins.slack_api import SlackStandIn
+from sandbox.standins.slack_client import ACK_DEADLINE_S, SlackSender
 from sandbox.standins.slack_limits import METHOD_TIERS, PER_MINUTE, MethodLimits
 from tests.standins.test_slack_standin import BOT_TOKEN, FakeClock, make_workspace
 
@@ -135,3 +138,31 @@ async def test_latency_from_the_constructor_and_the_environment(
     assert SlackStandIn(make_workspace()).latency_s == 0
     monkeypatch.delenv("SANDBOX_SLACK_LATENCY_MS")
     assert SlackStandIn(make_workspace()).latency_s == 0
+
+
+async def test_the_sender_notes_answers_later_than_slacks_three_seconds() -> None:
+    delays = iter([0.0, ACK_DEADLINE_S + 0.1])
+
+    async def answer(request: web.Request) -> web.Response:
+        await asyncio.sleep(next(delays))
+        return web.Response(text="")
+
+    app = web.Application()
+    app.router.add_post("/slack/events", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with SlackSender(
+            events_url=f"http://{host}:{port}/slack/events",
+            signing_secret="s3cr3t",
+            workspace=make_workspace(),
+        ) as sender:
+            await sender.slash_command("help", user="alice", channel="payments")
+            assert sender.late_acks == []
+            await sender.slash_command("help", user="alice", channel="payments")
+            (late,) = sender.late_acks
+            assert late.seconds >= ACK_DEADLINE_S and len(sender.acks) == 2
+    finally:
+        await runner.cleanup()
