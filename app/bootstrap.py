@@ -34,6 +34,8 @@ import features.secrets
 from app.http import build_web_app
 from app.settings import Settings
 from app.slack import SlackFrontDoor, build_bolt_app
+from app.slack.clients import outbox_client, with_rate_limit_retries
+from app.slack.directory_events import DirectoryEvents
 from app.systems import StartupError, build_adapters, open_database, safe_url
 from catalog import Catalog
 from catalog.load import load_platform_model
@@ -116,6 +118,8 @@ class PlatformBot:
             self.tasks.start("outbox", self.deliverer.run)
             self.tasks.start("catalog-refresh", self._refresh_catalog)
             self.tasks.start("timers", self.timers.loop)
+            if isinstance(self.ports.directory, SlackDirectory):
+                self.tasks.start("directory-refresh", self.ports.directory.refresh_loop)
             for background in self.features.loops:
                 self.tasks.start(background.name, background.loop)
         log.info(
@@ -198,7 +202,9 @@ def build_app(
         )
     db = open_database(settings.database_url, auto_upgrade=auto_upgrade)
     metrics = Metrics()
-    client = slack_client or AsyncWebClient(token=token, base_url=settings.slack_api_url)
+    client = with_rate_limit_retries(
+        slack_client or AsyncWebClient(token=token, base_url=settings.slack_api_url)
+    )
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     outbox = Outbox(db)
     engine = RunEngine(
@@ -207,7 +213,7 @@ def build_app(
     clock = clock or SystemClock()
     timers = Timers(db, clock=clock, worker_id=worker_id)
     services = DatabaseServiceRegistry(db, catalog)
-    directory = directory or SlackDirectory(client)
+    directory = directory or SlackDirectory(client, db)
     if adapters is None:
         adapters = build_adapters(settings, catalog)
     approvals = features.approvals.build(engine, catalog=catalog, directory=directory)
@@ -242,7 +248,7 @@ def build_app(
     features.general.register(registry)
     features.releases.register(registry)
     features.approvals.register(registry, approvals)
-    features.alerts.register(registry, alerts, releases=ReleaseDesk(ports))
+    features.alerts.register(registry, alerts, releases=ReleaseDesk(ports), ports=ports)
     features.new_service.register(registry)
     features.pipelines.register(registry, pipelines)
     public_url = str(settings.public_url) if settings.public_url else None
@@ -266,12 +272,15 @@ def build_app(
         client=client,
         signing_secret=_secret(settings.slack_signing_secret),
         socket_mode=settings.socket_mode,
+        directory_events=(
+            DirectoryEvents(directory) if isinstance(directory, SlackDirectory) else None
+        ),
     )
     return PlatformBot(
         settings=settings,
         db=db,
         outbox=outbox,
-        deliverer=Deliverer(db, outbox, client, metrics, worker_id=worker_id),
+        deliverer=Deliverer(db, outbox, outbox_client(client), metrics, worker_id=worker_id),
         engine=engine,
         door=door,
         bolt=bolt,

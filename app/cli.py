@@ -25,6 +25,7 @@ from engine.logs import configure_logging
 
 if TYPE_CHECKING:
     from catalog import Catalog
+    from catalog.model import PlatformModel
     from features.approvals.policy import Person
     from kernel.ids import SlackUserId
 
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = args.command or "serve"
     if command == "check-config":
-        return check_config(args.path or settings.platform_config)
+        return check_config(args.path or settings.platform_config, settings=settings)
     if command == "db":
         from app import db_commands
 
@@ -106,7 +107,7 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def check_config(path: Path) -> int:
+def check_config(path: Path, *, settings: object | None = None) -> int:
     from catalog.load import ConfigError, load_platform_model
 
     try:
@@ -123,7 +124,47 @@ def check_config(path: Path) -> int:
     print("approvals a change needs (`platform-bot policy explain` tells why):")
     for line in rule_summary(model):
         print(f"  {line}")
+    note = asyncio.run(_usergroups_note(settings, model)) if settings is not None else None
+    if note:
+        print(note)
     return 0
+
+
+async def _usergroups_note(settings: object, model: PlatformModel) -> str | None:
+    """What Slack says about user groups, with SLACK_BOT_TOKEN set: on a free plan there
+    are none (``plan_upgrade_required``), so only the members listed in the file count."""
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from app.settings import Settings
+
+    assert isinstance(settings, Settings)
+    if settings.slack_bot_token is None:
+        return None
+    client = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+    try:
+        await client.usergroups_list()
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        if error != "plan_upgrade_required":
+            return f"Slack: user groups not checked ({error})"
+        named = {g for p in model.approval_policies for g in p.approvers.usergroups}
+        named |= {t.slack_usergroup for t in model.teams.values() if t.slack_usergroup}
+        if model.platform.admins_usergroup:
+            named.add(model.platform.admins_usergroup)
+        return (
+            "Slack: this workspace's plan has no user groups (plan_upgrade_required), so "
+            "teams, admins and approvers are only the members listed in this file; "
+            f"{len(named)} user group(s) named here match nobody."
+        )
+    except Exception as exc:  # a note, never a failed check
+        return f"Slack: user groups not checked ({type(exc).__name__})"
+    finally:
+        if client.session is not None:
+            await client.session.close()
+    return None
 
 
 def check_templates(directory: Path | None, *, config: Path) -> int:

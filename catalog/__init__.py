@@ -85,6 +85,12 @@ class Catalog:
         ids = [f"<@{admin}>" for admin in platform.admins if "@" not in admin]
         return f"the platform team ({', '.join(ids)})" if ids else "the platform team"
 
+    def lists_emails(self) -> bool:
+        """Whether any team or the platform admins list someone by e-mail (only then is a
+        person's address worth asking Slack for)."""
+        listed = [m for team in self.model.teams.values() for m in team.members]
+        return any("@" in m for m in [*listed, *self.model.platform.admins])
+
     # -- services registered at run time (new-service), merged in by engine.registry ----
 
     def add_service(self, name: str, service: Service) -> None:

@@ -7,6 +7,7 @@ import re
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from app.slack.directory_events import DirectoryEvents
 from app.slack.front_door import SlackFrontDoor
 from app.slack.middleware.dedupe import EventDedupe
 from app.slack.middleware.request_ids import RequestIds
@@ -21,6 +22,7 @@ def build_bolt_app(
     socket_mode: bool,
     workspace_check_enabled: bool = True,
     event_dedupe_enabled: bool = True,
+    directory_events: DirectoryEvents | None = None,
 ) -> AsyncApp:
     """The Bolt app: signature checks (HTTP mode), our middleware, our handlers."""
     app = AsyncApp(
@@ -40,4 +42,7 @@ def build_bolt_app(
     app.view(re.compile(".+"))(door.on_form)
     app.options(re.compile(".+"))(door.on_options)
     app.event("app_mention")(door.on_app_mention)
+    if directory_events is not None:  # user-group membership kept current (engine.directory)
+        app.event("subteam_members_changed")(directory_events.on_subteam)
+        app.event("subteam_updated")(directory_events.on_subteam)
     return app

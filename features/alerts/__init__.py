@@ -29,7 +29,10 @@ from features.alerts.buttons import (
 )
 from features.alerts.groups import GroupStore
 from features.alerts.receiver import AlertReceiver
+from features.alerts.silences import KIND as SILENCE
+from features.alerts.silences import SilenceLater
 from features.alerts.worker import AlertWorker
+from features.kit.context import Ports
 from features.kit.registry import FeatureRegistry
 from kernel.ports.platform import Releases
 from kernel.ports.systems import DashboardLinks
@@ -73,15 +76,21 @@ def build(
     )
 
 
-def register(registry: FeatureRegistry, alerts: Alerts, *, releases: Releases) -> None:
-    """Add the webhook, the worker loop and the thread's buttons."""
+def register(
+    registry: FeatureRegistry, alerts: Alerts, *, releases: Releases, ports: Ports | None = None
+) -> None:
+    """Add the webhook, the worker loop, the thread's buttons, and (with the ports) the
+    timer that creates a silence after the form has been answered."""
     registry.route("POST", "/alerts/alertmanager", alerts.receiver.receive)
     registry.loop("alert-worker", alerts.worker.work)
     groups = alerts.groups
+    later = SilenceLater(groups.db, groups, ports) if ports is not None else None
+    if later is not None:
+        registry.timer(SILENCE, later.on_due)
     registry.add(
         AckButton(groups),
         SilenceButton(groups),
-        SilenceForm(groups),
+        SilenceForm(groups, later),
         UnsilenceButton(groups),
         ShowQueryButton(groups),
         RollbackButton(groups, releases),

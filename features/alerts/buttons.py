@@ -16,7 +16,8 @@ from typing import Any
 
 from catalog import membership_of
 from features.alerts.groups import AlertGroupInfo, AlertGroups, thread_key
-from features.alerts.threads import code, when
+from features.alerts.silences import SilenceLater
+from features.alerts.threads import code
 from features.kit.context import Button, Context, Form
 from kernel.blocks import (
     input_block,
@@ -32,7 +33,7 @@ from kernel.ids import ServiceName, SlackChannelId
 from kernel.interactions import Click, Reply, Submission
 from kernel.mrkdwn import escape, truncate
 from kernel.ports.platform import Asker, AuditEntry, Releases
-from kernel.ports.systems import AlertSilences, Matcher, MetricsQuery
+from kernel.ports.systems import MetricsQuery
 
 DURATIONS = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24)}
 MAX_SILENCE = timedelta(days=7)
@@ -55,9 +56,8 @@ async def _group_for(groups: AlertGroups, ctx: Context, group_id: str) -> AlertG
     group = await groups.group(group_id)
     if group is None:
         return GONE
-    membership = await membership_of(
-        ctx.catalog, ctx.directory, ctx.user, email=await ctx.directory.email_of(ctx.user)
-    )
+    email = await ctx.directory.email_of(ctx.user) if ctx.catalog.lists_emails() else None
+    membership = await membership_of(ctx.catalog, ctx.directory, ctx.user, email=email)
     teams = {group.team} | {
         name
         for name, team in ctx.catalog.model.teams.items()
@@ -167,9 +167,14 @@ def parse_duration(choice: str | None, custom: str | None) -> timedelta:
 
 
 class SilenceForm(_AlertHandler, Form):
-    """Creates a real silence in Alertmanager with the group's common labels as matchers."""
+    """Checks the silence asked for and answers Slack at once; `SilenceLater` creates it
+    in Alertmanager (the group's common labels as matchers) and says so in the thread."""
 
     callback_id = "alert.silence"
+
+    def __init__(self, groups: AlertGroups, later: SilenceLater | None = None) -> None:
+        super().__init__(groups)
+        self.later = later
 
     async def submit(self, ctx: Context, submission: Submission) -> dict[str, str] | None:
         group = await _group_for(self.groups, ctx, submission.private_metadata)
@@ -180,42 +185,21 @@ class SilenceForm(_AlertHandler, Form):
             duration = parse_duration(values.get("duration"), values.get("custom"))
         except ValueError as exc:
             return {"custom": str(exc)}
-        silences = ctx.adapters.alertmanager
-        if silences is None:
+        if ctx.adapters.alertmanager is None or self.later is None:
             return {"duration": "Alertmanager is not configured on this bot (ALERTMANAGER_URL)."}
-        email = await ctx.directory.email_of(ctx.user)
+        email = await ctx.directory.email_of(ctx.user) if ctx.catalog.lists_emails() else None
         author = f"{ctx.user} ({email})" if email else str(ctx.user)
         comment = str(values.get("comment") or "").strip() or f"Silenced from Slack by {author}"
-        now = datetime.now(UTC)
-        try:
-            silence_id = await _create(silences, group, now, now + duration, author, comment)
-        except AdapterError as exc:
-            return {"duration": truncate(exc.message, 150)}
-        await self.groups.record_silence(
-            group.id, silence_id=silence_id, until=now + duration, by=ctx.user
+        # Nothing here waits on Alertmanager: the silence is made after Slack has its answer.
+        await self.later.ask(
+            key=ctx.request_key,
+            group_id=group.id,
+            user=ctx.user,
+            duration=duration,
+            author=author,
+            comment=comment,
         )
-        await _say_in_thread(
-            ctx,
-            group,
-            f":mute: <@{ctx.user}> silenced this group until {when(now + duration)}: "
-            f"{truncate(escape(comment), 300)}",
-        )
-        await _audit(ctx, group, "alert.silenced", silence=silence_id, until=str(now + duration))
         return None
-
-
-async def _create(
-    silences: AlertSilences,
-    group: AlertGroupInfo,
-    starts_at: datetime,
-    ends_at: datetime,
-    author: str,
-    comment: str,
-) -> str:
-    matchers = [Matcher(name=k, value=v) for k, v in sorted(group.common_labels.items())]
-    return await silences.create_silence(
-        matchers=matchers, starts_at=starts_at, ends_at=ends_at, created_by=author, comment=comment
-    )
 
 
 class UnsilenceButton(_AlertHandler, Button):

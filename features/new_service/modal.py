@@ -52,7 +52,8 @@ def _param_block_id(template: str, key: str) -> str:
 async def modal(ctx: Context, templates: dict[str, Template]) -> dict[str, Any]:
     """The form as it opens: template, name, owner team (the person's first), description;
     with a single template, that one chosen and its fields shown."""
-    email = await ctx.directory.email_of(ctx.user)
+    # inside a trigger_id or view_submission window: ask Slack only if it can matter
+    email = await ctx.directory.email_of(ctx.user) if ctx.catalog.lists_emails() else None
     me = await membership_of(ctx.catalog, ctx.directory, ctx.user, email=email)
     chosen = next(iter(templates)) if len(templates) == 1 else None
     return build(
@@ -212,7 +213,8 @@ class TemplateChosen(Button):
         templates = load_templates(ctx.catalog)
         values = dict(opened.values)
         if not values.get("team"):  # not chosen yet: keep offering the person's own team
-            email = await ctx.directory.email_of(ctx.user)
+            # inside a trigger_id or view_submission window: ask Slack only if it can matter
+            email = await ctx.directory.email_of(ctx.user) if ctx.catalog.lists_emails() else None
             me = await membership_of(ctx.catalog, ctx.directory, ctx.user, email=email)
             values["team"] = me.teams[0] if me.teams else None
         view = build(

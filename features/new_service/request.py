@@ -222,7 +222,8 @@ async def _team_problem(ctx: Context, team: str) -> str | None:
         ctx.catalog.team(team)
     except UnknownName as exc:
         return escape(str(exc))
-    email = await ctx.directory.email_of(ctx.user)
+    # inside a trigger_id or view_submission window: ask Slack only if it can matter
+    email = await ctx.directory.email_of(ctx.user) if ctx.catalog.lists_emails() else None
     me = await membership_of(ctx.catalog, ctx.directory, ctx.user, email=email)
     if team not in me.teams and not me.platform_admin:
         return (

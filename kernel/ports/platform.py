@@ -72,7 +72,8 @@ class AuditLog(Protocol):
 
 
 class Directory(Protocol):
-    """Who people are: Slack user-group membership, cached briefly, for role checks."""
+    """Who people are: Slack user-group membership (engine.directory keeps it in the
+    database, current through Slack's events), for role checks."""
 
     async def usergroup_members(self, usergroup_id: str) -> frozenset[SlackUserId]: ...
 

@@ -27,6 +27,11 @@ every call, and refuses what Slack refuses, the way Slack refuses it:
 - ``chat.postMessage`` (and ``in_channel`` posts through a response_url) is limited per
   channel, one message a second with a short burst; past that it answers HTTP 429 with
   ``Retry-After`` (whole seconds) and ``{"ok": false, "error": "ratelimited"}``.
+- Every other method has its tier's budget per minute (Tier 1: 1, Tier 2: 20, Tier 3: 50,
+  Tier 4: 100; ``slack_limits.py`` names each method's tier and its page); past it the
+  answer is the same HTTP 429 + ``Retry-After``. ``usergroups.*`` on a free plan
+  (``Workspace.plan``) answer ``plan_upgrade_required``. Calls may take time like real
+  ones (``latency_ms``, or ``SANDBOX_SLACK_LATENCY_MS``).
 - A ``trigger_id`` works once (``exchanged_trigger_id``) and for 3 s
   (``expired_trigger_id``); a response_url works five times in 30 minutes.
 
@@ -86,6 +91,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import re
 import secrets
 import time
@@ -96,6 +102,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from sandbox.standins._server import LoopbackServer
+from sandbox.standins.slack_limits import MethodLimits
 from sandbox.standins.slack_socket import SocketModeHub
 
 MESSAGE_MAX_BLOCKS = 50
@@ -152,6 +159,8 @@ class Workspace:
     channels: tuple[SlackChannel, ...]
     app_id: str = "A0PLATFORM"
     bot_id: str = "B0PLATFORM"
+    plan: Literal["free", "pro", "business+", "enterprise"] = "pro"
+    """Slack's plan; user groups need a paid one (``plan_upgrade_required`` on free)."""
 
     @property
     def domain(self) -> str:
@@ -767,9 +776,16 @@ class SlackStandIn(LoopbackServer):
         clock: Callable[[], float] = time.monotonic,
         options_load_url: str | None = None,
         socket_mode_enabled: bool = False,
+        method_limits: MethodLimits | None = None,
+        latency_ms: float | None = None,
     ) -> None:
         super().__init__()
         self.workspace = workspace
+        self.method_limits = method_limits or MethodLimits()
+        """Per-method tier budgets (sandbox/standins/slack_limits.py)."""
+        self.latency_s = (_env_latency_ms() if latency_ms is None else max(0.0, latency_ms)) / 1000
+        """How long every Web API call and response_url post takes, as real ones take
+        100-500 ms (``SANDBOX_SLACK_LATENCY_MS`` when not given)."""
         self.options_load_url = options_load_url
         """The app's Options Load URL, where external selects' block_suggestion go."""
         self.socket_mode_enabled = socket_mode_enabled
@@ -1028,6 +1044,8 @@ class SlackStandIn(LoopbackServer):
         args: dict[str, Any] = {}
         headers: dict[str, str] = {}
         status = 200
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         try:
             args, token = await self._read_args(request, method)
             body = self._answer(method, args, token)
@@ -1076,7 +1094,24 @@ class SlackStandIn(LoopbackServer):
             raise _Refusal("unknown_method", extra={"req_method": method})
         self._inject_failure(method)
         self._authenticate(method, token)
+        self._check_plan(method)
+        self._take_method_token(method)
         return {"ok": True, **handler(args)}
+
+    def _check_plan(self, method: str) -> None:
+        """User groups are a paid-plan feature: on a free workspace every ``usergroups.*``
+        method answers ``plan_upgrade_required`` (https://slack.com/help/articles/212906697,
+        "User groups are available on paid plans"; the error code as Slack's clients map
+        it, e.g. slack-ruby-client's ``PlanUpgradeRequiredError``)."""
+        if self.workspace.plan == "free" and method.startswith("usergroups."):
+            raise _Refusal("plan_upgrade_required")
+
+    def _take_method_token(self, method: str) -> None:
+        """The method's tier budget (slack_limits.py): past it, HTTP 429 + Retry-After."""
+        wait = self.method_limits.take(method, self._clock())
+        if wait is not None:
+            self.rate_limited_count += 1
+            raise _Refusal("ratelimited", status=429, headers={"Retry-After": str(wait)})
 
     def _authenticate(self, method: str, token: str | None) -> None:
         if not token:
@@ -1297,6 +1332,8 @@ class SlackStandIn(LoopbackServer):
         args: dict[str, Any] = {}
         headers: dict[str, str] = {}
         status = 200
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         try:
             args = await _read_json_or_payload(request)
             body = self._respond_via_hook(request.match_info["token"], args)
@@ -1577,6 +1614,14 @@ class SlackStandIn(LoopbackServer):
             "is_app_user": False,
             "profile": profile,
         }
+
+
+def _env_latency_ms() -> float:
+    """``SANDBOX_SLACK_LATENCY_MS``: milliseconds added to every call (0 if unset or bad)."""
+    try:
+        return max(0.0, float(os.environ.get("SANDBOX_SLACK_LATENCY_MS", "0") or 0))
+    except ValueError:
+        return 0.0
 
 
 def _im_id(user_id: str) -> str:

@@ -76,6 +76,21 @@ class Suggestions:
         return [str(option.get("value")) for option in self.options]
 
 
+ACK_DEADLINE_S = 3.0
+"""Slack waits this long for the app's answer to a command, interaction or event; later,
+it shows the person an error (``operation_timeout``) or retries the event
+(https://docs.slack.dev/interactivity/handling-user-interaction, "respond within 3
+seconds"; https://docs.slack.dev/apis/events-api, retries after 3 s)."""
+
+
+@dataclass(frozen=True)
+class Ack:
+    """How long the bot took to answer one delivery."""
+
+    kind: str
+    seconds: float
+
+
 class SlackSender:
     """Plays Slack towards the bot's endpoint (``events_url``) or its Socket Mode client."""
 
@@ -101,6 +116,13 @@ class SlackSender:
         # Slack's deprecated verification token rides along in payloads; nobody should check it.
         self._token = verification_token or secrets.token_hex(12)
         self._session: aiohttp.ClientSession | None = None
+        self.acks: list[Ack] = []
+        """Every delivery's answer time, in order (what ``late_acks`` checks)."""
+
+    @property
+    def late_acks(self) -> list[Ack]:
+        """Deliveries the bot answered after Slack's 3 seconds."""
+        return [ack for ack in self.acks if ack.seconds >= ACK_DEADLINE_S]
 
     async def __aenter__(self) -> SlackSender:
         return self
@@ -437,8 +459,11 @@ class SlackSender:
         headers.update(extra_headers or {})
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        started = time.perf_counter()
         async with self._session.post(self.events_url, data=body, headers=headers) as answer:
-            return BotResponse(answer.status, await answer.text(), answer.headers.copy())
+            response = BotResponse(answer.status, await answer.text(), answer.headers.copy())
+        self.acks.append(Ack(content_type, time.perf_counter() - started))
+        return response
 
     async def _deliver(
         self,
@@ -449,6 +474,7 @@ class SlackSender:
         retry_attempt: int = 0,
         retry_reason: str = "",
     ) -> BotResponse:
+        started = time.perf_counter()
         ack = await self._need_standin().socket_deliver(
             type=type,
             payload=payload,
@@ -456,6 +482,7 @@ class SlackSender:
             retry_attempt=retry_attempt,
             retry_reason=retry_reason,
         )
+        self.acks.append(Ack(type, time.perf_counter() - started))
         answer = ack.get("payload")
         body = "" if answer is None else json.dumps(answer)
         return BotResponse(200, body, {"Content-Type": "application/json"} if body else {})

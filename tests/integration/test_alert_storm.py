@@ -32,6 +32,7 @@ from engine.db import OutboxRow
 from features.alerts.tables import AlertGroupRow, AlertNotificationRow
 from sandbox.app.stack import SANDBOX_WORKSPACE, SIGNING_SECRET
 from sandbox.standins.slack_api import RecordedCall, SlackChannel, SlackStandIn
+from sandbox.standins.slack_limits import MethodLimits
 
 SCALE = 10
 """Time compression: 1 real second of the storm is 1/SCALE s here; Slack allows SCALE/s."""
@@ -130,7 +131,12 @@ def expected_counts(group: int) -> tuple[int, int]:
 async def storm_bot(
     database_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[PlatformBot, SlackStandIn]]:
-    slack = SlackStandIn(WORKSPACE, channel_rate_per_s=SCALE, channel_burst=SLACK_BURST)
+    slack = SlackStandIn(
+        WORKSPACE,
+        channel_rate_per_s=SCALE,
+        channel_burst=SLACK_BURST,
+        method_limits=MethodLimits(scale=SCALE),  # the method tiers, compressed alike
+    )
     await slack.start()
     settings = Settings(
         slack_bot_token=WORKSPACE.bot_token,

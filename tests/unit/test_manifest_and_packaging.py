@@ -69,6 +69,8 @@ EVENT_SCOPES: dict[str, str | None] = {
     "message.im": "im:history",
     "message.mpim": "mpim:history",
     "reaction_added": "reactions:read",
+    "subteam_members_changed": "usergroups:read",
+    "subteam_updated": "usergroups:read",
 }
 """Bot events and the scope each needs; an event not listed here is reported, not passed."""
 
@@ -312,7 +314,11 @@ def test_slash_command_and_settings(manifest: Manifest) -> None:
     settings = manifest.settings
     assert settings.interactivity is not None and settings.interactivity.is_enabled
     assert settings.event_subscriptions is not None
-    assert settings.event_subscriptions.bot_events == ["app_mention"]
+    assert settings.event_subscriptions.bot_events == [
+        "app_mention",
+        "subteam_members_changed",
+        "subteam_updated",
+    ]
     assert (settings.org_deploy_enabled, settings.socket_mode_enabled) == (False, False)
     assert settings.token_rotation_enabled is False
 
