@@ -22,6 +22,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from app.slack.direct import DirectDispatch
 from app.slack.intake import Intake, Refused
 from engine.db import Database
 from engine.logs import new_request_id, request_id
@@ -41,12 +42,15 @@ def build_web_app(
     metrics: Metrics,
     routes: Sequence[Route] = (),
     signing_secret: str | None = None,
+    direct: DirectDispatch | None = None,
 ) -> web.Application:
     """The aiohttp application; `bolt` is None in Socket Mode (no request URL needed).
 
     `routes` are the features' webhooks (each reads its own body, bounded). Requests to
     /slack/events pass `app.slack.intake` (signature, then body, then shape) before Bolt
-    sees them; Bolt checks the signature again, as a second line.
+    sees them; Bolt checks the signature again, as a second line. With `direct`, commands,
+    clicks, forms and options skip Bolt and are answered the moment their handler acks
+    (`app.slack.direct`); the rest still goes through Bolt.
     """
 
     if bolt is not None and not signing_secret:
@@ -61,13 +65,16 @@ def build_web_app(
             raw = await request.read()
             text, body = intake.read(raw, request.headers)
             kind = _kind(body)
-            bolt_request = ParsedRequest(
-                raw_body=text,
-                body=body,
-                query=request.query_string,
-                headers={k.lower(): v for k, v in request.headers.items()},
-            )
-            response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+            answer = await direct.dispatch(body) if direct is not None else None
+            if answer is None:
+                bolt_request = ParsedRequest(
+                    raw_body=text,
+                    body=body,
+                    query=request.query_string,
+                    headers={k.lower(): v for k, v in request.headers.items()},
+                )
+                answer = await bolt.async_dispatch(bolt_request)
+            response = await to_aiohttp_response(answer)
         except Refused as refused:
             # Nothing of the body was used: refused before Bolt or a handler saw it.
             log.info("request to /slack/events refused: %s", refused.reason)
