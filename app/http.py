@@ -21,6 +21,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 
 from app.slack.direct import DirectDispatch
 from app.slack.intake import Intake, Refused
@@ -56,6 +57,7 @@ def build_web_app(
     if bolt is not None and not signing_secret:
         raise ValueError("the request URL needs the signing secret (SLACK_SIGNING_SECRET)")
     intake = Intake(signing_secret) if signing_secret else None
+    ack_timers: dict[str, Any] = {}
 
     async def slack_events(request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -74,7 +76,10 @@ def build_web_app(
                     headers={k.lower(): v for k, v in request.headers.items()},
                 )
                 answer = await bolt.async_dispatch(bolt_request)
-            response = await to_aiohttp_response(answer)
+            if "set-cookie" in answer.headers:  # never from an ack; Bolt's adapter knows them
+                response = await to_aiohttp_response(answer)
+            else:
+                response = _web_response(answer)
         except Refused as refused:
             # Nothing of the body was used: refused before Bolt or a handler saw it.
             log.info("request to /slack/events refused: %s", refused.reason)
@@ -85,7 +90,10 @@ def build_web_app(
             # app.slack.intake's checks (log it), still the sender's doing, never a 500.
             log.warning("signed request to /slack/events not understood", exc_info=True)
             response = web.Response(status=400, text="malformed request body")
-        metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
+        timer = ack_timers.get(kind)
+        if timer is None:  # a handful of kinds: labels() once each, not per request
+            timer = ack_timers[kind] = metrics.ack_seconds.labels(kind)
+        timer.observe(time.perf_counter() - started)
         return response
 
     async def healthz(_: web.Request) -> web.Response:
@@ -125,6 +133,22 @@ async def with_request_id(
     if not response.prepared:
         response.headers["X-Request-Id"] = rid
     return response
+
+
+def _web_response(answer: BoltResponse) -> web.Response:
+    """Bolt's answer as aiohttp's, as slack_bolt.adapter.aiohttp.to_aiohttp_response makes
+    it (Bolt's acks set no cookies), without its regular expression per request."""
+    headers = answer.first_headers_without_set_cookie()
+    content_type = headers.pop("content-type", None) or (
+        "application/json" if answer.body.startswith("{") else "text/plain"
+    )
+    return web.Response(
+        status=answer.status,
+        body=answer.body.encode(),
+        headers=headers,
+        content_type=content_type.split(";", 1)[0],
+        charset="utf-8",
+    )
 
 
 def _kind(body: dict[str, Any]) -> str:

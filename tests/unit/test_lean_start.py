@@ -10,7 +10,7 @@ from pathlib import Path
 from engine.db import Database
 from engine.migrate import _head_from_files, head_revision, schema_is_current, upgrade
 
-HEAVY = ("alembic", "kubernetes", "hvac", "gitlab", "prometheus_api_client")
+HEAVY = ("alembic", "kubernetes", "hvac", "gitlab", "prometheus_api_client", "jinja2")
 
 
 def test_the_head_read_from_the_files_is_alembics() -> None:
