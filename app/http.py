@@ -21,7 +21,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 
+from app.slack.direct import DirectDispatch
 from app.slack.intake import Intake, Refused
 from engine.db import Database
 from engine.logs import new_request_id, request_id
@@ -41,17 +43,21 @@ def build_web_app(
     metrics: Metrics,
     routes: Sequence[Route] = (),
     signing_secret: str | None = None,
+    direct: DirectDispatch | None = None,
 ) -> web.Application:
     """The aiohttp application; `bolt` is None in Socket Mode (no request URL needed).
 
     `routes` are the features' webhooks (each reads its own body, bounded). Requests to
     /slack/events pass `app.slack.intake` (signature, then body, then shape) before Bolt
-    sees them; Bolt checks the signature again, as a second line.
+    sees them; Bolt checks the signature again, as a second line. With `direct`, commands,
+    clicks, forms and options skip Bolt and are answered the moment their handler acks
+    (`app.slack.direct`); the rest still goes through Bolt.
     """
 
     if bolt is not None and not signing_secret:
         raise ValueError("the request URL needs the signing secret (SLACK_SIGNING_SECRET)")
     intake = Intake(signing_secret) if signing_secret else None
+    ack_timers: dict[str, Any] = {}
 
     async def slack_events(request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -61,13 +67,19 @@ def build_web_app(
             raw = await request.read()
             text, body = intake.read(raw, request.headers)
             kind = _kind(body)
-            bolt_request = ParsedRequest(
-                raw_body=text,
-                body=body,
-                query=request.query_string,
-                headers={k.lower(): v for k, v in request.headers.items()},
-            )
-            response = await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+            answer = await direct.dispatch(body) if direct is not None else None
+            if answer is None:
+                bolt_request = ParsedRequest(
+                    raw_body=text,
+                    body=body,
+                    query=request.query_string,
+                    headers={k.lower(): v for k, v in request.headers.items()},
+                )
+                answer = await bolt.async_dispatch(bolt_request)
+            if "set-cookie" in answer.headers:  # never from an ack; Bolt's adapter knows them
+                response = await to_aiohttp_response(answer)
+            else:
+                response = _web_response(answer)
         except Refused as refused:
             # Nothing of the body was used: refused before Bolt or a handler saw it.
             log.info("request to /slack/events refused: %s", refused.reason)
@@ -78,7 +90,10 @@ def build_web_app(
             # app.slack.intake's checks (log it), still the sender's doing, never a 500.
             log.warning("signed request to /slack/events not understood", exc_info=True)
             response = web.Response(status=400, text="malformed request body")
-        metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
+        timer = ack_timers.get(kind)
+        if timer is None:  # a handful of kinds: labels() once each, not per request
+            timer = ack_timers[kind] = metrics.ack_seconds.labels(kind)
+        timer.observe(time.perf_counter() - started)
         return response
 
     async def healthz(_: web.Request) -> web.Response:
@@ -118,6 +133,22 @@ async def with_request_id(
     if not response.prepared:
         response.headers["X-Request-Id"] = rid
     return response
+
+
+def _web_response(answer: BoltResponse) -> web.Response:
+    """Bolt's answer as aiohttp's, as slack_bolt.adapter.aiohttp.to_aiohttp_response makes
+    it (Bolt's acks set no cookies), without its regular expression per request."""
+    headers = answer.first_headers_without_set_cookie()
+    content_type = headers.pop("content-type", None) or (
+        "application/json" if answer.body.startswith("{") else "text/plain"
+    )
+    return web.Response(
+        status=answer.status,
+        body=answer.body.encode(),
+        headers=headers,
+        content_type=content_type.split(";", 1)[0],
+        charset="utf-8",
+    )
 
 
 def _kind(body: dict[str, Any]) -> str:

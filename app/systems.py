@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from app.settings import Settings
 from catalog import Catalog
 from engine.db import Database
-from engine.migrate import current_revision, head_revision, upgrade
+from engine.migrate import current_revision, head_revision, schema_is_current, upgrade
 from kernel.errors import AdapterError
 from kernel.ports.systems import Adapters
 
@@ -97,6 +97,8 @@ def open_database(
     if auto_upgrade is None:
         auto_upgrade = not db.is_postgres
     if not check_schema and not auto_upgrade:
+        return db
+    if schema_is_current(db.engine):  # the usual start: no Alembic to import
         return db
     if auto_upgrade:
         upgrade(db.engine)

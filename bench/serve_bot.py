@@ -18,6 +18,7 @@ import asyncio
 import signal
 import sys
 
+from app.bootstrap import freeze_heap
 from engine.logs import configure_logging
 from sandbox.app.stack import SANDBOX_WORKSPACE, sandbox_stack
 
@@ -36,6 +37,7 @@ async def serve() -> int:
             channel=SANDBOX_WORKSPACE.channel(CHANNEL).id,
             user=SANDBOX_WORKSPACE.user(USER).id,
         )
+        freeze_heap()  # as `platform-bot serve` does once started
         print(f"READY {stack.bot.port} {response_url}", flush=True)
         await stop.wait()
     return 0

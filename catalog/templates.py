@@ -17,16 +17,21 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import jinja2
 import yaml
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from catalog.load import did_you_mean
 from catalog.model import NAME_PATTERN, SLACK_CHANNEL_PATTERN
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
+
+# Jinja is imported the first time a template is parsed or rendered (new-service,
+# check-config, templates check), not when the bot starts (issue 18: start-up, memory).
 
 Step = Literal["gitlab", "kubernetes", "vault", "catalog", "slack"]
 STEPS: tuple[Step, ...] = ("gitlab", "kubernetes", "vault", "catalog", "slack")
@@ -247,9 +252,14 @@ def quote(value: object) -> str:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+@cache
 def _sandbox() -> SandboxedEnvironment:
     """Jinja's sandbox with no loader: `{% include %}`, `{% import %}` and `{% extends %}`
-    cannot reach the filesystem, and an undefined name is an error, not an empty string."""
+    cannot reach the filesystem, and an undefined name is an error, not an empty string.
+    One, made on first use."""
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
     env = SandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -259,9 +269,6 @@ def _sandbox() -> SandboxedEnvironment:
     )
     env.filters["quote"] = quote
     return env
-
-
-_ENV = _sandbox()
 
 
 def looks_like_production(env: str) -> bool:
@@ -388,8 +395,10 @@ def _context_problems(context: RenderContext, parameter_names: list[str]) -> lis
 
 
 def _render_one(where: str, source: str, variables: dict[str, Any]) -> str:
+    import jinja2
+
     try:
-        return _ENV.from_string(source).render(variables)
+        return _sandbox().from_string(source).render(variables)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError([f"{where}: line {exc.lineno}: {exc.message}"]) from None
     except jinja2.exceptions.SecurityError as exc:
@@ -530,6 +539,8 @@ def _line_of(root: yaml.Node | None, loc: Iterable[Any]) -> int | None:
 
 def _read_skeleton(skeleton: Path) -> tuple[dict[str, str], list[str]]:
     """Skeleton path -> source, refusing links, binary files and Jinja syntax errors."""
+    import jinja2
+
     if not skeleton.is_dir() or skeleton.is_symlink():
         return {}, [f"{skeleton}: missing; a template's files live in skeleton/"]
     files: dict[str, str] = {}
@@ -552,7 +563,7 @@ def _read_skeleton(skeleton: Path) -> tuple[dict[str, str], list[str]]:
             continue
         for text, what in ((relative, " (its path)"), (source, "")):
             try:
-                _ENV.parse(text)
+                _sandbox().parse(text)
             except jinja2.TemplateSyntaxError as exc:
                 problems.append(f"{path}{what}: line {exc.lineno}: {exc.message}")
         files[relative] = source

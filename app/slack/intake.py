@@ -21,15 +21,18 @@ and reaches no handler: 400, never a 500 from deep inside Bolt.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from slack_sdk.signature import SignatureVerifier
-
 from features.kit.webhooks import parse_json
 
+SIGNATURE_WINDOW = 60 * 5
+"""Seconds a timestamp stays valid (Slack's docs; slack_sdk/signature/__init__.py)."""
 MAX_FORM_FIELDS = 50
 """A slash command has 13 fields; an interaction one (`payload`)."""
 
@@ -46,17 +49,29 @@ class Intake:
     """Verify, parse and check one request to /slack/events (HTTP mode)."""
 
     def __init__(self, signing_secret: str) -> None:
-        self.verifier = SignatureVerifier(signing_secret)
+        self.key = signing_secret.encode()
 
     def verify(self, raw: bytes, headers: Mapping[str, str]) -> None:
-        """Refused(401) unless Slack signed exactly these bytes within five minutes."""
+        """Refused(401) unless Slack signed exactly these bytes within five minutes.
+
+        As slack_sdk's `SignatureVerifier.is_valid` (slack_sdk/signature/__init__.py):
+        `v0=` + hex HMAC-SHA256 of `v0:<timestamp>:<body>`, compared in constant time,
+        the timestamp within five minutes of our clock; here in one C call
+        (`hmac.digest`) over the raw bytes, as Slack signs them.
+        """
         timestamp = headers.get("X-Slack-Request-Timestamp")
         signature = headers.get("X-Slack-Signature")
+        if not timestamp or not signature:
+            raise Refused(401, "invalid request signature")
         try:
-            valid = self.verifier.is_valid(body=raw, timestamp=timestamp, signature=signature)
+            late = abs(time.time() - int(timestamp)) > SIGNATURE_WINDOW
         except ValueError:  # a timestamp that is not a number
-            valid = False
-        if not valid:
+            late = True
+        if late:
+            raise Refused(401, "invalid request signature")
+        message = b"v0:" + timestamp.encode() + b":" + raw
+        expected = "v0=" + hmac.digest(self.key, message, hashlib.sha256).hex()
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
             raise Refused(401, "invalid request signature")
 
     def read(self, raw: bytes, headers: Mapping[str, str]) -> tuple[str, dict[str, Any]]:

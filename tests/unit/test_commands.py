@@ -573,3 +573,25 @@ async def test_any_text_gives_a_reply_or_a_usage_error_and_nothing_live(
     assert isinstance(shown, str)
     assert shown.strip()
     assert_inert(shown, mentions=(user, ALICE, BOB))
+
+
+def test_the_quick_split_of_plain_text_is_shlexs() -> None:
+    """features.kit.commands._split takes str.split for plain text: it must be shlex's."""
+    import random
+    import shlex
+
+    from features.kit.commands import _SMART_QUOTES, _split
+
+    chars = " \t\r\n\x0b\x0c\x1c\x1fab-=#\"'\\é\u201c"
+    rng = random.Random(18)
+    for _ in range(20_000):
+        text = "".join(rng.choice(chars) for _ in range(rng.randint(0, 10)))
+        try:
+            expected: object = shlex.split(text.translate(_SMART_QUOTES))
+        except ValueError:
+            expected = ValueError
+        try:
+            got: object = _split(text)
+        except ValueError:
+            got = ValueError
+        assert got == expected, text

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -40,11 +40,17 @@ class OnlyOurWorkspace(AsyncMiddleware):
         body = req.body
         if "command" in body:
             return await next()
-        team = body.get("team_id") or (body.get("team") or {}).get("id")
-        if team is None:
-            return BoltResponse(status=400, body="malformed request: no team")
-        if team != self.ours.team_id:
-            log.warning("request from another workspace ignored", extra={"team": str(team)[:40]})
-            self.ours.metrics.requests.labels(str(body.get("type"))[:40], "wrong_workspace").inc()
-            return BoltResponse(status=200, body="")
-        return await next()
+        refused = refuse_other_workspace(body, self.ours)
+        return refused if refused is not None else await next()
+
+
+def refuse_other_workspace(body: dict[str, Any], ours: _Ours) -> BoltResponse | None:
+    """The answer to a request (not a command) from another team; None if it is ours."""
+    team = body.get("team_id") or (body.get("team") or {}).get("id")
+    if team is None:
+        return BoltResponse(status=400, body="malformed request: no team")
+    if team != ours.team_id:
+        log.warning("request from another workspace ignored", extra={"team": str(team)[:40]})
+        ours.metrics.requests.labels(str(body.get("type"))[:40], "wrong_workspace").inc()
+        return BoltResponse(status=200, body="")
+    return None
