@@ -28,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from catalog.load import did_you_mean
 from catalog.model import NAME_PATTERN, SLACK_CHANNEL_PATTERN
 
-Step = Literal["gitlab", "kubernetes", "vault", "catalog", "slack"]
+Step = Literal["gitlab", "kubernetes", "vault", "postgres", "catalog", "slack"]
 STEPS: tuple[Step, ...] = ("gitlab", "kubernetes", "vault", "catalog", "slack")
+"""The steps a template gets when it lists none; `postgres` is asked for by name."""
 """The provisioning steps a template may ask for, in the order a Run performs them."""
 
 RESERVED = frozenset(

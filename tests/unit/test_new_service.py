@@ -231,10 +231,13 @@ class FakeVault:
             self.writes += 1
         return path
 
-    async def ensure_policy(self, name: str, paths: list[str]) -> bool:
-        if self.policies.get(name) == paths:
+    async def ensure_policy(
+        self, name: str, paths: list[str], *, read_paths: list[str] | None = None
+    ) -> bool:
+        wanted = [*paths, *(read_paths or [])]
+        if self.policies.get(name) == wanted:
             return False
-        self.policies[name] = paths
+        self.policies[name] = wanted
         self.writes += 1
         return True
 
