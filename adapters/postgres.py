@@ -135,9 +135,17 @@ class VaultPostgres(ServiceDatabases):
     # -- the platform team's one-time step ---------------------------------------------
 
     def configure_server_sync(
-        self, server: str, *, connection_url: str, username: str, password: str
+        self,
+        server: str,
+        *,
+        connection_url: str,
+        username: str,
+        password: str,
+        username_template: str | None = None,
     ) -> None:
-        """Mount the engine if needed and configure `database/config/<server>` (root)."""
+        """Mount the engine if needed and configure `database/config/<server>` (root).
+        `username_template` shapes the logins' names (OpenBao's default: `v-…`)."""
+        extra = {"username_template": username_template} if username_template else {}
         mounts = self._client.sys.list_mounted_secrets_engines()
         mounts = mounts.get("data", mounts)
         if f"{self.mount}/" not in mounts:
@@ -150,6 +158,7 @@ class VaultPostgres(ServiceDatabases):
             username=username,
             password=password,
             mount_point=self.mount,
+            **extra,
         )
 
     # -- Vault roles -------------------------------------------------------------------

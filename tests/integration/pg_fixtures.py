@@ -62,6 +62,11 @@ def drop_prefixed(prefix: str) -> None:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
+def login_template(prefix: str) -> str:
+    """Logins Vault issues start with the test's prefix, so teardown finds every one."""
+    return f"{prefix}{{{{.RoleName | truncate 24}}}}-{{{{random 10}}}}"
+
+
 def vault_logins_left(prefix: str) -> list[str]:
     """Logins Vault issued (v-…) that are members of one of our roles."""
     with superuser() as conn:
@@ -101,6 +106,7 @@ def pg_world() -> Iterator[PgWorld]:
             connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@{PG_HOST}:{PG_PORT}/postgres?sslmode=disable",
             username=admin,
             password="admin-pw",
+            username_template=login_template(prefix),
         )
         yield PgWorld(server, hvac.Client(url=server.url, token=server.token), prefix, admin)
     finally:

@@ -67,9 +67,8 @@ async def test_a_service_gets_its_own_database_and_logins_from_openbao(pg_world:
     assert (state.database_exists, state.owner_exists, state.vault_role_exists) == (True,) * 3
 
     login = await dbs.issue_login(orders)
-    assert login.username.startswith("v-") and login.lease_id.startswith(
-        "database/creds/orders-api-dev/"
-    )
+    assert login.username.startswith(f"{pg_world.prefix}orders-api-dev-")
+    assert login.lease_id.startswith("database/creds/orders-api-dev/")
     assert 0 < login.ttl_seconds <= 3600
     with pg_world.login(login.username, login.password, orders.database) as conn:
         conn.execute("CREATE TABLE items (id serial PRIMARY KEY, name text)")
@@ -93,7 +92,8 @@ async def test_a_service_gets_its_own_database_and_logins_from_openbao(pg_world:
     # the bot's own admin logins were revoked as soon as the DDL was done
     with superuser() as conn:
         left = conn.execute(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", ("v-%platform-b%",)
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
+            (f"{pg_world.prefix}platform-bot-%",),
         ).fetchall()
     assert left == []
 
