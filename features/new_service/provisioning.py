@@ -250,6 +250,7 @@ def ci_variables(catalog: Catalog, action: NewService) -> list[CiVariable]:
                 CiVariable("DATABASE_NAME", db.database, env),
                 CiVariable("DATABASE_SSLMODE", db.sslmode, env),
                 CiVariable("DATABASE_CREDS_PATH", db.creds_path, env),
+                CiVariable("DATABASE_INJECT", "true", env),
             ]
     return variables
 

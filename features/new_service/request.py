@@ -104,12 +104,23 @@ class CleanUpService(Action):
     project_id: int | None = None
     """The GitLab project the Run made, when it got that far: Clean up deletes that very
     one, even after a new project took its path."""
+    databases: tuple[str, ...] = ()
+    """The PostgreSQL databases to drop (their names, as the confirmation showed them),
+    one per environment in `database_environments`."""
+    database_environments: tuple[str, ...] = ()
 
     def lock_key(self) -> str:
         return f"new-service/{self.service}"
 
     def summary(self) -> str:
         return f"clean up service {self.service} of team {self.team}"
+
+    def change_lines(self) -> list[str]:
+        lines = [f"delete what new-service made for `{escape(self.service)}`"]
+        if self.databases:
+            names = ", ".join(f"`{escape(d)}`" for d in self.databases)
+            lines.append(f"drop the PostgreSQL databases {names} and everything in them")
+        return lines
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ idempotent; drop removes the database, the roles and the Vault roles, twice over
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -18,6 +21,12 @@ from catalog import Catalog
 from catalog.model import DatabaseServer, Environment, PlatformModel
 from kernel.ports.databases import ServiceDatabase
 from tests.integration.pg_fixtures import PG_HOST, PG_PORT, SERVER, PgWorld, pg_world, superuser
+from tests.integration.test_template_skeletons import (
+    TEMPLATES,
+    child_environment,
+    render_into,
+    run,
+)
 
 __all__ = ["pg_world"]
 
@@ -145,3 +154,40 @@ def test_names_and_environments_without_a_server() -> None:
     assert catalog("pbt_abcdefghijkl").database("a" * 34, "dev") is not None  # 63 exactly
     with pytest.raises(ValueError, match="too long for PostgreSQL"):
         catalog("pbt_abcdefghijkl").database("a" * 35, "dev")
+
+
+SKELETON_USES_THE_FILE = """
+import os, sys
+from app.store import PostgresStore, store_from_env
+store = store_from_env({"DATABASE_URL_FILE": sys.argv[1]})
+assert isinstance(store, PostgresStore), store
+store.ping()
+store.add("from the vault agent's file")
+print([item.name for item in store.list()])
+"""
+
+
+async def test_the_skeleton_connects_with_the_login_vault_agent_writes(
+    pg_world: PgWorld, tmp_path: Path
+) -> None:
+    """What the Vault Agent injector does in the pod (k8s/deployment.yaml): write
+    DATABASE_URL from `database/creds/<service>-<env>` to a file; the python-fastapi
+    skeleton's app reads it and works in its own database."""
+    dbs = VaultPostgres(pg_world.server.url, pg_world.server.token)
+    db = spec(pg_world, "skeleton")
+    await dbs.ensure_database(db)
+    login = await dbs.issue_login(db)
+    url_file = tmp_path / "database-url"
+    url_file.write_text(db.url(login.username, login.password) + "\n", encoding="utf-8")
+    project = tmp_path / "project"
+    project.mkdir()
+    render_into(TEMPLATES["python-fastapi"], project)
+
+    result = run(
+        [sys.executable, "-c", SKELETON_USES_THE_FILE, str(url_file)],
+        cwd=project,
+        env=child_environment(PYTHONPATH=str(project)),
+    )
+
+    assert '["from the vault agent\'s file"]' in result.stdout
+    assert owner_of_table(db.database, "items") == db.owner
