@@ -358,6 +358,18 @@ class VaultPostgres(ServiceDatabases):
         log.info("database %s on %s removed: %s", db.database, db.server, ", ".join(removed))
         return removed
 
+    async def revoke_logins(self, db: ServiceDatabase) -> None:
+        def revoke() -> None:
+            for role in (db.vault_role, db.readonly_role):
+                if role:  # PUT sys/leases/revoke-prefix/<prefix> (sudo), synchronously
+                    self._client.adapter.put(
+                        f"/v1/sys/leases/revoke-prefix/{self.mount}/creds/{role}/",
+                        json={"sync": True},
+                    )
+
+        await self._call(f"revoke the logins of {db.vault_role}", revoke)
+        log.info("database logins of %s revoked", db.vault_role)
+
     async def issue_login(self, db: ServiceDatabase, *, readonly: bool = False) -> DatabaseLogin:
         role = db.readonly_role if readonly else db.vault_role
         return await self._call(f"issue a login for {role}", lambda: self._login_sync(role))

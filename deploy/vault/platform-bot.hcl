@@ -103,3 +103,10 @@ path "database/creds/platform-bot-*" {
 path "sys/leases/revoke/database/creds/platform-bot-*" {
   capabilities = ["update"]
 }
+
+# `/platform secret rotate <service> <env> database`: revoke every login issued for a
+# service (Vault drops each on the server; the Vault Agents fetch new ones). The
+# endpoint needs sudo; it is limited to the database engine's logins.
+path "sys/leases/revoke-prefix/database/creds/*" {
+  capabilities = ["update", "sudo"]
+}

@@ -86,6 +86,11 @@ class ServiceDatabases(Protocol):
         role; what is already gone is fine. Returns what was removed."""
         ...
 
+    async def revoke_logins(self, db: ServiceDatabase) -> None:
+        """Rotate: revoke every login issued for the service (read-only ones too); each
+        is dropped on the server, and Vault Agents fetch new ones."""
+        ...
+
     async def issue_login(self, db: ServiceDatabase, *, readonly: bool = False) -> DatabaseLogin:
         """A login from `database/creds/<vault_role>` (or its read-only role)."""
         ...

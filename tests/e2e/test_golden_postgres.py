@@ -20,7 +20,7 @@ from features.new_service.request import NewService
 from kernel.actions import Action, Step, StepContext
 from kernel.errors import StepFailed
 from sandbox.app.stack import SandboxStack, sandbox_stack
-from tests.e2e.test_new_service import lines_of, progress
+from tests.e2e.test_new_service import lines_of, open_form, progress, select
 from tests.harness import Chat, eventually
 
 
@@ -168,3 +168,68 @@ async def clean_up(stack: SandboxStack, ts: str, *, value: str | None = None) ->
         channel="C01PAYMENTS",
         message_ts=ts,
     )
+
+
+async def test_the_requester_picks_the_environments_in_the_command_and_the_form(
+    database_url: str,
+) -> None:
+    async with sandbox_stack(database_url=database_url, vault=True) as stack:
+        chat = Chat(stack)
+        wrong = await chat.say(
+            "/platform new-service node-postgres ledger --team payments --env stagin"
+        )
+        assert "There is no environment `stagin`; did you mean 'staging'?" in wrong.text
+
+        seen = await chat.say(
+            "/platform new-service node-postgres ledger --team payments --env prod,staging"
+        )
+        assert seen.text.startswith("Creating `ledger`")
+        await progress(stack, "ledger", "*Done*")
+        entry = stack.bot.ports.catalog.service("ledger")
+        assert entry.environments == ("staging", "prod")  # the catalog's order
+        assert (
+            stack.clusters["sandbox-prod-eu"].objects.get("namespaces", None, "ledger-prod-eu")
+            is None
+        )
+        assert (
+            stack.clusters["sandbox-staging"].objects.get("namespaces", None, "ledger-staging")
+            is not None
+        )
+
+        # the form: every environment ticked at first; untick all and it says so
+        view_id = await open_form(chat, as_user="alice")
+        block = next(
+            b for b in stack.slack.views[view_id].view["blocks"] if b["block_id"] == "environments"
+        )
+        assert block["element"]["type"] == "checkboxes"
+        assert [o["value"] for o in block["element"]["initial_options"]] == [
+            "staging",
+            "prod",
+            "prod-eu",
+        ]
+        values = {
+            "template": {"template": select("python-fastapi")},
+            "name": {"name": "ranker"},
+            "team": {"team": select("payments")},
+        }
+        none = await stack.sender.view_submission(
+            user="alice",
+            view_id=view_id,
+            values={**values, "environments": ticked()},
+        )
+        assert none.json()["errors"] == {
+            "environments": "Choose at least one environment for the service."
+        }
+        good = await stack.sender.view_submission(
+            user="alice",
+            view_id=view_id,
+            values={**values, "environments": ticked("prod-eu")},
+        )
+        assert good.status == 200 and good.body == ""
+        await progress(stack, "ranker", "*Done*")
+        assert stack.bot.ports.catalog.service("ranker").environments == ("prod-eu",)
+
+
+def ticked(*envs: str) -> dict[str, Any]:
+    options = [{"text": {"type": "plain_text", "text": e}, "value": e} for e in envs]
+    return {"newservice.environments": {"type": "checkboxes", "selected_options": options}}

@@ -191,3 +191,25 @@ async def test_the_skeleton_connects_with_the_login_vault_agent_writes(
 
     assert '["from the vault agent\'s file"]' in result.stdout
     assert owner_of_table(db.database, "items") == db.owner
+
+
+async def test_rotating_revokes_every_login_of_the_service_and_new_ones_work(
+    pg_world: PgWorld,
+) -> None:
+    dbs = VaultPostgres(pg_world.server.url, pg_world.server.token)
+    db = spec(pg_world, "rotated")
+    await dbs.ensure_database(db)
+    old, old_ro = await dbs.issue_login(db), await dbs.issue_login(db, readonly=True)
+    other = spec(pg_world, "bystander")
+    await dbs.ensure_database(other)
+    bystander = await dbs.issue_login(other)
+
+    await dbs.revoke_logins(db)
+
+    with superuser() as conn:
+        names = {r for (r,) in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    assert old.username not in names and old_ro.username not in names
+    assert bystander.username in names  # another service's logins are untouched
+    new = await dbs.issue_login(db)
+    with pg_world.login(new.username, new.password, db.database) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (db.owner,)

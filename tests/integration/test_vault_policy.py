@@ -115,6 +115,8 @@ NEEDED_BY: dict[tuple[str, str], str] = {
     ("sys/leases/revoke/database/creds/platform-bot-*", "update"): (
         "Vault refused to create database"
     ),
+    ("sys/leases/revoke-prefix/database/creds/*", "update"): "Vault refused to revoke the logins",
+    ("sys/leases/revoke-prefix/database/creds/*", "sudo"): "Vault refused to revoke the logins",
 }
 """Every capability the policy grants, and the call that fails without it."""
 
@@ -261,6 +263,7 @@ async def databases_round_trip(store: VaultSecretStore, prefix: str) -> None:
     assert await dbs.ensure_database(db)
     assert await dbs.ensure_database(db) == []  # a retried step: every role written again
     assert (await dbs.describe(db)).database_exists
+    await dbs.revoke_logins(db)  # `secret rotate ... database`
     assert await dbs.drop_database(db)
     assert not (await dbs.describe(db)).database_exists
 
