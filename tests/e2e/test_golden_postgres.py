@@ -7,6 +7,7 @@ databases and waits for a confirmation before it drops them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -233,3 +234,58 @@ async def test_the_requester_picks_the_environments_in_the_command_and_the_form(
 def ticked(*envs: str) -> dict[str, Any]:
     options = [{"text": {"type": "plain_text", "text": e}, "value": e} for e in envs]
     return {"newservice.environments": {"type": "checkboxes", "selected_options": options}}
+
+
+async def test_secret_rotate_database_waits_for_approval_then_revokes_every_login(
+    database_url: str,
+) -> None:
+    async with sandbox_stack(database_url=database_url, vault=True, postgres=True) as stack:
+        chat = Chat(stack)
+        await chat.say(
+            "/platform new-service python-fastapi ledger --team payments --env staging,prod"
+        )
+        await progress(stack, "ledger", "*Done*")
+        assert stack.vault_url and stack.vault_token
+        root = hvac.Client(url=stack.vault_url, token=stack.vault_token)
+        in_use = root.secrets.database.generate_credentials(name="ledger-prod")["data"]
+        staging = root.secrets.database.generate_credentials(name="ledger-staging")["data"]
+        prod = stack.bot.ports.catalog.database("ledger", "prod")
+        assert prod is not None
+        assert login_exists(in_use["username"])
+
+        nothing = await chat.say("/platform secret rotate ledger prod")
+        assert "`/platform secret rotate <service> <env> database`" in nothing.text
+        asked = await chat.say("/platform secret rotate ledger prod database")
+        assert "waits for approval (rule `prod-changes`)" in asked.text
+        card = await eventually(
+            lambda: next(
+                (
+                    m
+                    for m in stack.slack.messages.get("C01PAYMENTS", [])
+                    if "rotate the database logins" in m.text and "Approve" in json.dumps(m.blocks)
+                ),
+                None,
+            )
+        )
+        assert prod.database in json.dumps(card.blocks)
+        assert login_exists(in_use["username"])  # nothing happens before the approval
+        await stack.sender.block_actions(
+            user="bob", action_id="approval.approve", channel="#payments", message_ts=card.ts
+        )
+        await eventually(lambda: not login_exists(in_use["username"]))
+        assert login_exists(staging["username"])  # another environment's logins stay
+        fresh = root.secrets.database.generate_credentials(name="ledger-prod")["data"]
+        with connect(prod.url(fresh["username"], fresh["password"])) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (prod.owner,)
+        audit = await chat.say("/platform audit ledger", as_user="erin")
+        assert "secret.database_rotated" in audit.text
+
+
+def login_exists(name: str) -> bool:
+    with psycopg.connect(
+        host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        return (
+            conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            is not None
+        )
