@@ -70,9 +70,17 @@ def ttl_seconds(ttl: str) -> int:
     return int(match.group(1)) * _TTL_UNITS[match.group(2)]
 
 
-def policy_hcl(kv_mount: str, paths: list[str]) -> str:
-    """An ACL policy limited to `paths` (and what is below them) on a KV v2 mount."""
+_READ_PATH = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_.-]*)+$")
+
+
+def policy_hcl(kv_mount: str, paths: list[str], read_paths: list[str] | None = None) -> str:
+    """An ACL policy limited to `paths` (and what is below them) on a KV v2 mount, and
+    `read` on exactly each of `read_paths` (a service's database logins)."""
     blocks: list[str] = []
+    for path in read_paths or []:
+        if not _READ_PATH.fullmatch(path):
+            raise VaultError(f"invalid Vault path {path!r} for a read rule")
+        blocks.append(f'path "{path}" {{\n  capabilities = ["read"]\n}}\n')
     for path in paths:
         _check_path(path)
         for suffix in ("", "/*"):
@@ -199,11 +207,13 @@ class VaultSecretStore(SecretValues):
         rules = data.get("rules") or data.get("policy")
         return str(rules) if rules is not None else None
 
-    async def ensure_policy(self, name: str, paths: list[str]) -> bool:
+    async def ensure_policy(
+        self, name: str, paths: list[str], *, read_paths: list[str] | None = None
+    ) -> bool:
         _check_name("policy name", name)
         if not paths:
             raise VaultError(f"policy {name!r} needs at least one path")
-        wanted = policy_hcl(self.kv_mount, paths)
+        wanted = policy_hcl(self.kv_mount, paths, read_paths)
 
         def ensure() -> bool:
             current = self._read_policy_sync(name)

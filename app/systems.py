@@ -40,6 +40,12 @@ def build_adapters(settings: Settings, catalog: Catalog) -> Adapters:
         from adapters.vault import VaultSecretStore
 
         found["vault"] = VaultSecretStore(str(settings.vault_addr), secret(settings.vault_token))
+        if catalog.model.database_servers:
+            from adapters.postgres import VaultPostgres
+
+            found["databases"] = VaultPostgres(
+                str(settings.vault_addr), secret(settings.vault_token)
+            )
     if settings.gitlab_url and settings.gitlab_token:
         from adapters.gitlab import GitLabCodeHost
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from catalog.load import did_you_mean
 from catalog.model import Environment, PlatformModel, Service, Team
 from kernel.ids import EnvironmentName, ServiceName, SlackUserId, TeamName
+from kernel.ports.databases import MAX_IDENTIFIER, ServiceDatabase
 from kernel.ports.platform import Directory
 
 
@@ -65,6 +66,32 @@ class Catalog:
     def namespace(self, service: str, env: str) -> str:
         """The Kubernetes namespace of a service in an environment: `<service>-<env>`."""
         return f"{service}-{env}"
+
+    def database(self, service: str, env: str) -> ServiceDatabase | None:
+        """The golden path's PostgreSQL database of a service in an environment, or None
+        where the environment names no `database_server`. ValueError if a name would be
+        longer than PostgreSQL keeps (63 characters)."""
+        server_name = self.environment(env).database_server
+        if server_name is None:
+            return None
+        server = self.model.database_servers[server_name]
+        database = f"{server.database_prefix}{service}_{env}".replace("-", "_")
+        owner = f"{database}_owner"
+        if len(owner) + len("_ro") > MAX_IDENTIFIER:
+            raise ValueError(
+                f"the database name {database!r} is too long for PostgreSQL "
+                f"(at most {MAX_IDENTIFIER - 9} characters); choose a shorter service name"
+            )
+        return ServiceDatabase(
+            server=server_name,
+            host=server.host,
+            port=server.port,
+            sslmode=server.sslmode,
+            database=database,
+            owner=owner,
+            vault_role=f"{service}-{env}",
+            readonly_role=f"{service}-{env}-readonly",
+        )
 
     def argocd_application(self, service: str, env: str) -> str:
         pattern = self.service(service).argocd_application or f"{service}-{{env}}"

@@ -131,7 +131,9 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
     """
     problems: list[Problem] = []
     teams, envs, services = (_mapping(data, key) for key in ("teams", "environments", "services"))
-    for kind, names in (("team", teams), ("environment", envs), ("service", services)):
+    servers = _mapping(data, "database_servers")
+    kinds = (("team", teams), ("environment", envs), ("service", services))
+    for kind, names in (*kinds, ("database_server", servers)):
         for name in names:
             if not re.match(NAME_PATTERN, str(name)):
                 problems.append(
@@ -148,6 +150,10 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
                 Problem(path, f"{kind} '{value}' is not defined{did_you_mean(value, known)}")
             )
 
+    for name, env in envs.items():
+        if isinstance(env, dict):
+            server = env.get("database_server")
+            ref(f"environments.{name}.database_server", "database server", server, servers)
     for name, service in services.items():
         if not isinstance(service, dict):
             continue

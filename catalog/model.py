@@ -84,6 +84,27 @@ class Environment(_Strict):
     backend: Literal["kubernetes", "argocd"] = "kubernetes"
     risk: Literal["low", "medium", "high"] = "low"
     description: str = ""
+    database_server: str | None = None
+    """The PostgreSQL server (a key of `database_servers`) where the golden path's
+    `postgres` step creates this environment's databases; None: no databases here."""
+
+
+DATABASE_PREFIX_PATTERN = r"^([a-z][a-z0-9_]{0,15})?$"
+
+
+class DatabaseServer(_Strict):
+    """A PostgreSQL server the golden path creates service databases on.
+
+    Its admin connection is held by Vault/OpenBao, never by the bot: the platform team
+    configures the database secrets engine once (`database/config/<name>`, the
+    postgresql-database-plugin, a role with CREATEDB and CREATEROLE, docs/templates.md).
+    `host` and `port` are where services (and the bot) reach it."""
+
+    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_-]+$")
+    port: int = Field(default=5432, ge=1, le=65535)
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    database_prefix: str = Field(default="", pattern=DATABASE_PREFIX_PATTERN)
+    """Prepended to every database and role the bot creates here (tests use a unique one)."""
 
 
 class Removal(_Strict):
@@ -206,6 +227,7 @@ class PlatformModel(_Strict):
     platform: PlatformSettings = PlatformSettings()
     teams: dict[str, Team] = Field(default_factory=dict)
     environments: dict[str, Environment] = Field(default_factory=dict)
+    database_servers: dict[str, DatabaseServer] = Field(default_factory=dict)
     services: dict[str, Service] = Field(default_factory=dict)
     approval_policies: tuple[ApprovalPolicy, ...] = ()
     templates_dir: str = "templates"

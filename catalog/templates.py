@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 # Jinja is imported the first time a template is parsed or rendered (new-service,
 # check-config, templates check), not when the bot starts (issue 18: start-up, memory).
 
-Step = Literal["gitlab", "kubernetes", "vault", "catalog", "slack"]
+Step = Literal["gitlab", "kubernetes", "vault", "postgres", "catalog", "slack"]
 STEPS: tuple[Step, ...] = ("gitlab", "kubernetes", "vault", "catalog", "slack")
-"""The provisioning steps a template may ask for, in the order a Run performs them."""
+"""The steps a template gets when it lists none, in the order a Run performs them;
+`postgres` (after `vault`) is asked for by name."""
 
 RESERVED = frozenset(
     {

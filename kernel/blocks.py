@@ -24,6 +24,7 @@ from typing import Any, Literal
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
+    CheckboxesElement,
     ContextBlock,
     DividerBlock,
     ExternalDataSelectElement,
@@ -34,6 +35,7 @@ from slack_sdk.models.blocks import (
     PlainTextInputElement,
     PlainTextObject,
     SectionBlock,
+    StaticMultiSelectElement,
     StaticSelectElement,
 )
 from slack_sdk.models.views import View
@@ -195,6 +197,27 @@ def static_select(
         options=list(options),
         placeholder=_placeholder(placeholder),
         initial_option=initial,
+    ).to_dict()
+
+
+def choose_many(
+    action_id: str,
+    options: Sequence[dict[str, Any]],
+    *,
+    initial: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """Pick several of a short list: checkboxes up to 10 options (all visible at once),
+    a multi-select past that (at most 100). `initial` are the ones ticked at first."""
+    if not options or len(options) > SELECT_OPTIONS:
+        raise ValueError(f"choose_many holds 1 to {SELECT_OPTIONS} options, not {len(options)}")
+    if len(options) <= 10:
+        return CheckboxesElement(
+            action_id=action_id, options=list(options), initial_options=list(initial) or None
+        ).to_dict()
+    return StaticMultiSelectElement(
+        action_id=action_id,
+        options=Option.parse_all(list(options)),
+        initial_options=Option.parse_all(list(initial)) if initial else None,
     ).to_dict()
 
 

@@ -77,3 +77,36 @@ path "transit/decrypt/platform-bot" {
 path "transit/hmac/platform-bot" {
   capabilities = ["update"]
 }
+
+# The golden path's PostgreSQL (adapters/postgres.py, the `postgres` step and its
+# clean-up). The platform team mounts the database engine and configures each server's
+# admin connection once (`bao write database/config/<server> ...`, docs/templates.md);
+# the bot only reads that it is there.
+path "database/config/+" {
+  capabilities = ["read"]
+}
+
+# The roles that issue logins: each service's `<service>-<env>` and
+# `<service>-<env>-readonly`, and the bot's own `platform-bot-<server>` (five-minute
+# logins with CREATEDB and CREATEROLE for the DDL Vault cannot run). Writing a role is
+# everything the server's admin connection may do, so this rule is as strong as that
+# connection: give the connection CREATEDB and CREATEROLE, never SUPERUSER.
+path "database/roles/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+
+# The bot's own admin logins, and revoking each as soon as its DDL is done. It never
+# reads a service's logins (those are for the service's Kubernetes role).
+path "database/creds/platform-bot-*" {
+  capabilities = ["read"]
+}
+path "sys/leases/revoke/database/creds/platform-bot-*" {
+  capabilities = ["update"]
+}
+
+# `/platform secret rotate <service> <env> database`: revoke every login issued for a
+# service (Vault drops each on the server; the Vault Agents fetch new ones). The
+# endpoint needs sudo; it is limited to the database engine's logins.
+path "sys/leases/revoke-prefix/database/creds/*" {
+  capabilities = ["update", "sudo"]
+}

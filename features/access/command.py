@@ -64,9 +64,13 @@ class AccessCommand(Command):
         env = args.next("env")
         args.done()
         if database is not None:
-            # `--db readonly` comes with the service databases (issue 13): a DatabaseAccess
-            # Action next to GrantAccess, its credentials handed over through a private page.
-            raise UsageError("`--db` is not available yet: the service databases are not built.")
+            # `--db readonly`: a DatabaseAccess Action next to GrantAccess, its login (from
+            # ServiceDatabases.issue_login(db, readonly=True)) handed over through a
+            # single-use private page; the databases and read-only roles exist (issue 13).
+            raise UsageError(
+                "`--db` is not available yet: handing a read-only database login over "
+                "through a private page is not built yet."
+            )
         if role not in ROLES:
             raise UsageError(
                 "Say which role: `--role view`, `--role edit` or `--role debug`.",

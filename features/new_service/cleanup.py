@@ -30,14 +30,23 @@ from features.new_service.request import (
     NewService,
 )
 from kernel.actions import Action, Executor, Step, StepContext
+from kernel.blocks import actions, button, section
 from kernel.errors import AdapterError, ChangeRefused, StepFailed
 from kernel.ids import RunId, ServiceName
 from kernel.interactions import Click, Reply
-from kernel.mrkdwn import code
-from kernel.ports.systems import SERVICE_LABEL, Cluster, ProjectRemoval
+from kernel.mrkdwn import code, escape
+from kernel.ports.systems import SERVICE_LABEL, Cluster, ProjectRemoval, ServiceDatabase
 
-PARTS = ("vault", "kubernetes", "gitlab")
+PARTS = ("postgres", "vault", "kubernetes", "gitlab")
 """The steps that remove something; the catalog entry goes once all of them are done."""
+
+CONFIRM_DROP = "drop-databases"
+"""The Clean up button's value says this once the person saw which databases go."""
+
+
+def _parts(action: CleanUpService) -> list[str]:
+    return [p for p in PARTS if p != "postgres" or action.database_environments]
+
 
 RETENTION = "its retention period (30 days unless your GitLab admins changed it)"
 
@@ -55,8 +64,19 @@ class CleanUpExecutor:
         self.ports = ports
 
     def steps(self, action: Action) -> Sequence[Step]:
+        clean_up = _clean_up(action)
+        postgres = [
+            Step(
+                "postgres",
+                f"Drop PostgreSQL databases {', '.join(clean_up.databases)}, their roles and "
+                "Vault roles",
+                self.postgres,
+                keep_going=True,
+            )
+        ]
         return [
             Step("record", "Keep the catalog entry while anything is left", self.record),
+            *(postgres if clean_up.database_environments else []),
             Step("vault", "Delete Vault paths, policies and roles", self.vault, keep_going=True),
             Step(
                 "kubernetes",
@@ -74,12 +94,33 @@ class CleanUpExecutor:
             await self.ports.services.record_removal(
                 ServiceName(action.service),
                 _definition(action),
-                remains=[self._part(action, name) for name in PARTS],
+                remains=[self._part(action, name) for name in _parts(action)],
                 by=context.requested_by,
             )
         except ValueError as exc:  # defined in platform.yml: never ours to remove
             raise StepFailed(str(exc)) from None
         return {"outcome": "`/platform status` shows what is left until all of it is gone"}
+
+    async def postgres(self, context: StepContext) -> dict[str, Any]:
+        action = _clean_up(context.action)
+        problems, removed = [], []
+        for env in action.database_environments:
+            db = self.ports.catalog.database(action.service, env)
+            if db is None:  # the environment no longer names a server: nothing to reach
+                problems.append(f"{env}: no database server in the catalog any more")
+                continue
+            await context.report(f"{env}: database {db.database}")
+            try:
+                engine = self.ports.adapters.require("databases")
+                removed += await engine.drop_database(db)
+            except AdapterError as exc:
+                problems.append(f"{env}: {exc.message}")
+        if problems:
+            raise StepFailed("; ".join(problems))
+        return {
+            "removed": removed,
+            "outcome": f"{', '.join(action.databases)} dropped" if removed else "none were there",
+        }
 
     async def vault(self, context: StepContext) -> dict[str, Any]:
         action = _clean_up(context.action)
@@ -169,7 +210,7 @@ class CleanUpExecutor:
 
     async def unregister(self, context: StepContext) -> dict[str, Any]:
         action = _clean_up(context.action)
-        left = [name for name in PARTS if name not in context.outputs]
+        left = [name for name in _parts(action) if name not in context.outputs]
         if left:
             remains = [self._part(action, name) for name in left]
             await self.ports.services.record_removal(
@@ -192,6 +233,8 @@ class CleanUpExecutor:
     def _part(self, action: CleanUpService, name: str) -> str:
         """One thing Clean up removes, named for people."""
         envs = ", ".join(action.environments)
+        if name == "postgres":
+            return f"PostgreSQL databases {', '.join(action.databases)}"
         if name == "vault":
             return f"Vault paths, policies and roles {action.team}-{action.service}-* ({envs})"
         if name == "kubernetes":
@@ -251,7 +294,8 @@ class CleanUpButton(Button):
     action_id = CLEANUP_ACTION_ID
 
     async def click(self, ctx: Context, click: Click) -> Reply | None:
-        run_id = RunId(click.value[:64])
+        run_id_text, _, confirmed = click.value.partition("|")
+        run_id = RunId(run_id_text[:64])
         runs = ctx.ports.run_control
         action = await runs.action(run_id)
         if not isinstance(action, NewService):
@@ -262,6 +306,14 @@ class CleanUpButton(Button):
                 text=f"Only <@{requester}>, who asked for this service, or a platform admin "
                 "may clean it up."
             )
+        databases = {
+            env: db.database
+            for env in action.environments
+            if "postgres" in action.steps
+            and (db := _database_or_none(ctx, action.service, env)) is not None
+        }
+        if databases and confirmed != CONFIRM_DROP:
+            return _confirm_drop(run_id, action.service, databases)
         made = (await runs.outputs(run_id)).get("gitlab", {})
         # Closing the failed Run first (conditional on it being failed) takes its Retry
         # away, so nobody provisions again what is being cleaned up.
@@ -273,6 +325,8 @@ class CleanUpButton(Button):
             environments=action.environments,
             repository=action.repository,
             project_id=int(made["project_id"]) if made.get("project_id") else None,
+            databases=tuple(databases.values()),
+            database_environments=tuple(databases),
         )
         try:
             proposal = await ctx.changes.propose(
@@ -288,6 +342,29 @@ class CleanUpButton(Button):
                 text="Clean up was already asked for; see its progress message (and its Retry)."
             )
         return Reply(text=f"Cleaning up {code(action.service)}; follow the progress message.")
+
+
+def _database_or_none(ctx: Context, service: str, env: str) -> ServiceDatabase | None:
+    try:
+        return ctx.catalog.database(service, env)
+    except (ValueError, LookupError):
+        return None
+
+
+def _confirm_drop(run_id: RunId, service: str, databases: dict[str, str]) -> Reply:
+    """Clean up drops data: the person sees which databases before anything goes."""
+    names = ", ".join(f"{code(name)} ({escape(env)})" for env, name in databases.items())
+    text = (
+        f":warning: Clean up of {code(service)} drops the PostgreSQL databases {names} "
+        "and everything in them, with their roles and Vault roles. This cannot be undone."
+    )
+    confirm = button(
+        CLEANUP_ACTION_ID,
+        f"Drop {', '.join(databases.values())} and clean up"[:75],
+        value=f"{run_id}|{CONFIRM_DROP}",
+        style="danger",
+    )
+    return Reply(text=text, blocks=[section(text), actions(confirm)])
 
 
 def executors(ports: Ports) -> list[Executor]:

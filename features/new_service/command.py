@@ -21,14 +21,19 @@ class NewServiceCommand(Command):
     """Create a new service from a golden-path template: repository, namespaces, secrets.
 
     `/platform new-service` opens a form. Or type it all:
-    `/platform new-service <template> <name> --team <team> [--description "..."]
-    [--param key=value ...]`. You get a GitLab project with the template's skeleton and
-    CI/CD, a Kubernetes namespace and a Vault path per environment, and a catalog entry;
+    `/platform new-service <template> <name> --team <team> [--env <env>[,<env>] ...]
+    [--description "..."] [--param key=value ...]`. You get a GitLab project with the
+    template's skeleton and CI/CD, a Kubernetes namespace, a Vault path and (where the
+    template asks for it) a PostgreSQL database per chosen environment (all of them
+    unless `--env` names some), and a catalog entry;
     progress is shown in one message. If it fails, Retry or Clean up.
     """
 
     name = "new-service"
-    usage = '[<template> <name> --team <team> [--description "..."] [--param key=value ...]]'
+    usage = (
+        '[<template> <name> --team <team> [--env <env>,...] [--description "..."] '
+        "[--param key=value ...]]"
+    )
 
     async def run(self, ctx: CommandContext, args: Arguments) -> Reply:
         templates = load_templates(ctx.catalog)
@@ -45,6 +50,9 @@ class NewServiceCommand(Command):
                 "Say which team owns it: `--team &lt;team&gt;`.", usage=self.full_usage()
             )
         description = args.option("description") or ""
+        chosen: list[str] = []
+        while (envs := args.option("env")) is not None:
+            chosen += [env.strip() for env in envs.split(",") if env.strip()]
         raw: dict[str, str] = {}
         while (pair := args.option("param")) is not None:
             key, sep, value = pair.partition("=")
@@ -55,7 +63,9 @@ class NewServiceCommand(Command):
                 )
             raw[key] = value
         args.done()
-        request = Request(template, name, team, description, raw)
+        request = Request(
+            template, name, team, description, raw, environments=tuple(chosen) or None
+        )
         problems, action = await check(ctx, request, templates)
         if action is None:
             lines = [

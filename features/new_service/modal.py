@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from catalog import membership_of
+from catalog import Catalog, membership_of
 from catalog.templates import Parameter, Template
 from features.kit.context import Button, Context, Form, Options
 from features.new_service.request import (
@@ -29,6 +29,7 @@ from features.new_service.request import (
 )
 from kernel.blocks import (
     SELECT_OPTIONS,
+    choose_many,
     external_select,
     input_block,
     option,
@@ -49,6 +50,30 @@ def _param_block_id(template: str, key: str) -> str:
     return f"param.{template}.{key}"
 
 
+ENVIRONMENTS_ACTION = "newservice.environments"
+
+
+def _environments_input(catalog: Catalog, chosen: Any) -> dict[str, Any]:
+    """Which of the catalog's environments the service gets; all ticked at first."""
+    names = list(catalog.model.environments)[:100]
+    ticked = [e for e in chosen if e in names] if isinstance(chosen, list) else names
+    described = {n: catalog.model.environments[n] for n in names}
+    options = [
+        option(f"{n} ({described[n].risk} risk)" if described[n].risk != "low" else n, n)
+        for n in names
+    ]
+    return input_block(
+        "environments",
+        "Environments",
+        choose_many(
+            ENVIRONMENTS_ACTION,
+            options,
+            initial=[o for o in options if o["value"] in ticked],
+        ),
+        hint="A namespace, a Vault path and (if the template has one) a database in each.",
+    )
+
+
 async def modal(ctx: Context, templates: dict[str, Template]) -> dict[str, Any]:
     """The form as it opens: template, name, owner team (the person's first), description;
     with a single template, that one chosen and its fields shown."""
@@ -61,6 +86,7 @@ async def modal(ctx: Context, templates: dict[str, Template]) -> dict[str, Any]:
         chosen=chosen,
         values={"team": me.teams[0] if me.teams else None},
         private_metadata=json.dumps({"channel": ctx.channel}),
+        catalog=ctx.catalog,
     )
 
 
@@ -70,6 +96,7 @@ def build(
     chosen: str | None,
     values: dict[str, Any],
     private_metadata: str,
+    catalog: Catalog | None = None,
 ) -> dict[str, Any]:
     """The modal with `chosen`'s fields (none before a template is chosen), each input
     starting from `values` (block_id -> value, as Submission.values)."""
@@ -119,6 +146,8 @@ def build(
             optional=True,
         ),
     ]
+    if catalog is not None and catalog.model.environments:
+        blocks.append(_environments_input(catalog, values.get("environments")))
     if template is None:
         blocks.append(
             section("Choose a template to see what it asks for.", block_id="choose_template")
@@ -222,6 +251,7 @@ class TemplateChosen(Button):
             chosen=click.value if click.value in templates else None,
             values=values,
             private_metadata=opened.private_metadata,
+            catalog=ctx.catalog,
         )
         await ctx.ports.modals.update(opened.id, view, hash=opened.hash or None)
         return None
@@ -246,6 +276,7 @@ class NewServiceForm(Form):
                 for block_id, value in values.items()
                 if block_id.startswith(prefix) and value not in (None, "")
             },
+            environments=_chosen(values.get("environments", None)),
         )
         templates = load_templates(ctx.catalog)
         problems, action = await check(ctx, request, templates)
@@ -259,6 +290,15 @@ class NewServiceForm(Form):
         except ChangeRefused as refused:  # e.g. the same name is being created right now
             return {"name": _plain_text(refused.message)}
         return None
+
+
+def _chosen(value: Any) -> tuple[str, ...] | None:
+    """The ticked environments (None: the form had no such field, so all)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return tuple(str(v) for v in value if v)
+    return (str(value),)
 
 
 def _block_id(template: str, key: str) -> str:

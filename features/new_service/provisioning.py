@@ -1,5 +1,6 @@
 """Provisioning a new service, one idempotent step per system: the GitLab project with
-CI/CD, the namespaces, the Vault path, the catalog entry, and the announcement.
+CI/CD, the namespaces, the Vault path, the PostgreSQL databases (templates that ask for
+`postgres`), the catalog entry, and the announcement.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from kernel.blocks import message_text, section
 from kernel.errors import AdapterError, StepFailed
 from kernel.ids import ServiceName, SlackUserId
 from kernel.mrkdwn import code, escape
-from kernel.ports.systems import CiVariable, NamespaceSpec
+from kernel.ports.systems import CiVariable, NamespaceSpec, ServiceDatabase
 
 
 def _policy_name(team: str, service: str, env: str) -> str:
@@ -30,7 +31,7 @@ def _policy_name(team: str, service: str, env: str) -> str:
 
 
 class NewServiceExecutor:
-    """The steps of a NewService: GitLab, Kubernetes, Vault, catalog, Slack."""
+    """The steps of a NewService: GitLab, Kubernetes, Vault, Postgres, catalog, Slack."""
 
     action_type = NewService
 
@@ -44,6 +45,7 @@ class NewServiceExecutor:
             Step("gitlab", "GitLab project, skeleton and CI/CD", self.gitlab),
             Step("kubernetes", "Kubernetes namespaces", self.kubernetes),
             Step("vault", "Vault paths, policies and roles", self.vault),
+            Step("postgres", "PostgreSQL databases and their Vault roles", self.postgres),
             Step("catalog", "Catalog entry", self.catalog),
             Step("slack", "Announcement in the team channel", self.announce),
         ]
@@ -118,7 +120,9 @@ class NewServiceExecutor:
             await context.report(f"{env}: path, policy {name}, role {name}")
             try:
                 path = await vault.ensure_kv_path(action.team, action.service, env)
-                await vault.ensure_policy(name, [path])
+                db = service_database(self.ports.catalog, action, env)
+                reads = [db.creds_path] if db is not None else []
+                await vault.ensure_policy(name, [path], read_paths=reads)
                 await vault.ensure_kubernetes_role(
                     name,
                     service_account=action.service,
@@ -129,6 +133,32 @@ class NewServiceExecutor:
                 raise StepFailed(f"{env}: {exc.message}") from None
             paths[env] = path
         return {"paths": paths}
+
+    async def postgres(self, context: StepContext) -> dict[str, Any]:
+        """Per environment with a database server: the database, its owner and the Vault
+        role whose logins the service's Vault role may read (and nothing else)."""
+        action = _new_service(context.action)
+        databases: dict[str, dict[str, str]] = {}
+        for env in action.environments:
+            db = service_database(self.ports.catalog, action, env)
+            if db is None:
+                continue
+            engine = self.ports.adapters.require("databases")
+            await context.report(f"{env}: database {db.database} on {db.server}")
+            try:
+                await engine.ensure_database(db)
+            except AdapterError as exc:
+                raise StepFailed(f"{env}: {exc.message}") from None
+            databases[env] = {
+                "server": db.server,
+                "database": db.database,
+                "creds_path": db.creds_path,
+            }
+        where = ", ".join(f"{d['database']} ({env})" for env, d in databases.items())
+        return {
+            "databases": databases,
+            "outcome": where or "no environment names a database server",
+        }
 
     async def catalog(self, context: StepContext) -> dict[str, Any]:
         action = _new_service(context.action)
@@ -166,6 +196,7 @@ class NewServiceExecutor:
             repository_url=web_url,
             pipeline_url=pipeline,
             vault_paths=context.outputs.get("vault", {}).get("paths", {}),
+            databases=context.outputs.get("postgres", {}).get("databases", {}),
             dashboard_url=self._dashboard_url(action.service),
         )
         await self.ports.messenger.post(
@@ -178,6 +209,17 @@ class NewServiceExecutor:
         if grafana is None:
             return None
         return grafana.dashboard(dashboard_uid(service), variables={"service": service})
+
+
+def service_database(catalog: Catalog, action: NewService, env: str) -> ServiceDatabase | None:
+    """The service's database in `env`, if its template asks for `postgres` and the
+    environment names a database server."""
+    if "postgres" not in action.steps:
+        return None
+    try:
+        return catalog.database(action.service, env)
+    except ValueError as exc:
+        raise StepFailed(str(exc)) from None
 
 
 def dashboard_uid(service: str) -> str:
@@ -200,6 +242,16 @@ def ci_variables(catalog: Catalog, action: NewService) -> list[CiVariable]:
             CiVariable("VAULT_ROLE", name, env),
             CiVariable("VAULT_PATH", f"{action.team}/{action.service}/{env}", env),
         ]
+        db = service_database(catalog, action, env)
+        if db is not None:  # where the Vault Agent's DATABASE_URL points (k8s/deployment.yaml)
+            variables += [
+                CiVariable("DATABASE_HOST", db.host, env),
+                CiVariable("DATABASE_PORT", str(db.port), env),
+                CiVariable("DATABASE_NAME", db.database, env),
+                CiVariable("DATABASE_SSLMODE", db.sslmode, env),
+                CiVariable("DATABASE_CREDS_PATH", db.creds_path, env),
+                CiVariable("DATABASE_INJECT", "true", env),
+            ]
     return variables
 
 
@@ -240,6 +292,7 @@ def announcement(
     pipeline_url: str | None,
     vault_paths: dict[str, str],
     dashboard_url: str | None,
+    databases: dict[str, dict[str, str]] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The team channel's message: what was created, with links."""
     headline = (
@@ -257,6 +310,12 @@ def announcement(
     lines.append(f"*Namespaces:* {namespaces}")
     vault = ", ".join(f"`secret/{escape(p)}`" for p in vault_paths.values())
     lines.append(f"*Vault:* {vault or 'none'}")
+    if databases:
+        listed = ", ".join(
+            f"`{escape(d['database'])}` ({escape(env)}, logins from `{escape(d['creds_path'])}`)"
+            for env, d in databases.items()
+        )
+        lines.append(f"*PostgreSQL:* {listed}")
     if dashboard_url:
         lines.append(f"*Grafana:* <{dashboard_url}|{escape(dashboard_uid(action.service))}>")
     else:

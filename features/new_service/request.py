@@ -14,6 +14,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from catalog import Catalog, UnknownName, membership_of
+from catalog.load import did_you_mean
 from catalog.model import NAME_PATTERN
 from catalog.templates import Template, TemplateError
 from catalog.templates import load_templates as load_template_dir
@@ -104,12 +105,23 @@ class CleanUpService(Action):
     project_id: int | None = None
     """The GitLab project the Run made, when it got that far: Clean up deletes that very
     one, even after a new project took its path."""
+    databases: tuple[str, ...] = ()
+    """The PostgreSQL databases to drop (their names, as the confirmation showed them),
+    one per environment in `database_environments`."""
+    database_environments: tuple[str, ...] = ()
 
     def lock_key(self) -> str:
         return f"new-service/{self.service}"
 
     def summary(self) -> str:
         return f"clean up service {self.service} of team {self.team}"
+
+    def change_lines(self) -> list[str]:
+        lines = [f"delete what new-service made for `{escape(self.service)}`"]
+        if self.databases:
+            names = ", ".join(f"`{escape(d)}`" for d in self.databases)
+            lines.append(f"drop the PostgreSQL databases {names} and everything in them")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,8 @@ class Request:
     team: str
     description: str = ""
     parameters: dict[str, str] = field(default_factory=dict)
+    environments: tuple[str, ...] | None = None
+    """The catalog environments chosen for the service; None: all of them."""
 
 
 FREE_CHECK_SECONDS = 2.0
@@ -187,6 +201,10 @@ async def check(
     if team_issue:
         problems["team"] = team_issue
 
+    environments, env_issue = _environments(catalog, request.environments)
+    if env_issue:
+        problems["environments"] = env_issue
+
     if len(request.description) > MAX_DESCRIPTION:
         problems["description"] = f"Keep the description under {MAX_DESCRIPTION} characters."
 
@@ -198,7 +216,7 @@ async def check(
     repository = ""
     if "name" not in problems and "team" not in problems:
         repository = f"{catalog.gitlab_group(request.team)}/{request.name}"
-        taken = await _taken_problem(ctx, request.name, request.team, repository)
+        taken = await _taken_problem(ctx, request.name, request.team, repository, environments)
         if taken:
             problems["name"] = taken
     if problems:
@@ -209,10 +227,28 @@ async def check(
         team=request.team,
         description=request.description.strip(),
         parameters=parameters,
-        environments=tuple(catalog.model.environments),
+        environments=environments,
         repository=repository,
         steps=tuple(template.steps) if template is not None else (),
     )
+
+
+def _environments(
+    catalog: Catalog, chosen: tuple[str, ...] | None
+) -> tuple[tuple[str, ...], str | None]:
+    """The chosen environments in the catalog's order (all when none were named), or why
+    they cannot be."""
+    known = list(catalog.model.environments)
+    if chosen is None:
+        return tuple(known), None
+    for env in chosen:
+        if env not in known:
+            hint = did_you_mean(env, known)
+            listed = ", ".join(code(e) for e in known)
+            return (), f"There is no environment {code(env)}{hint}; choose from {listed}."
+    if not chosen:
+        return (), "Choose at least one environment for the service."
+    return tuple(env for env in known if env in chosen), None
 
 
 async def _team_problem(ctx: Context, team: str) -> str | None:
@@ -233,12 +269,13 @@ async def _team_problem(ctx: Context, team: str) -> str | None:
     return None
 
 
-async def _taken_problem(ctx: Context, name: str, team: str, repository: str) -> str | None:
+async def _taken_problem(
+    ctx: Context, name: str, team: str, repository: str, environments: Sequence[str]
+) -> str | None:
     """Whether the derived names are too long, or the project or a namespace exists (Clean
     up deletes what the Run made, so it must not adopt what someone else made). A project
     GitLab marked for deletion, or a namespace still Terminating, holds the name until it is
     gone: said so, with when."""
-    environments = list(ctx.catalog.model.environments)
     longest = max((f"{team}-{name}-{env}" for env in environments), key=len, default="")
     if len(longest) > MAX_VAULT_NAME:
         room = len(name) - (len(longest) - MAX_VAULT_NAME)

@@ -137,6 +137,28 @@ class RollbackSecret(SecretChange):
         ]
 
 
-# `secret rotate <service> <env> database` (issue 13) slots in here: a
-# `RotateDatabaseCredentials(service, env, team)` Action whose executor asks the
-# SecretStore to rotate the service's database role (OpenBao's database engine).
+class RotateDatabaseLogins(Action):
+    """`secret rotate <service> <env> database`: end every login Vault's database engine
+    issued for the service (its own and the read-only ones). Each is dropped on the
+    server; the service's Vault Agents fetch new ones at once. Holds no credential."""
+
+    kind: ClassVar[str] = "secret.rotate-database"
+
+    service: str
+    env: str
+    team: str
+    database: str
+    vault_role: str
+
+    def lock_key(self) -> str:
+        return f"database:{self.service}/{self.env}"
+
+    def summary(self) -> str:
+        return f"rotate the database logins of {self.service} in {self.env}"
+
+    def change_lines(self) -> list[str]:
+        return [
+            f"every login of {code(self.database)} issued by `database/creds/"
+            f"{escape(self.vault_role)}` (and `-readonly`) revoked and dropped; the "
+            "service's Vault Agents fetch new ones, open sessions end at their next reconnect"
+        ]

@@ -12,6 +12,7 @@ from features.kit.rights import Place, lookup_place, require_owner_or_admin
 from features.secrets.actions import (
     DeleteSecret,
     RollbackSecret,
+    RotateDatabaseLogins,
     check_key,
 )
 from features.secrets.desk import LINK_MINUTES, SecretsDesk
@@ -45,10 +46,16 @@ class SecretCommand(Command):
     version (older ones stay), or with `--purge` every version for good.
     `/platform secret rollback checkout prod DATABASE_URL --to-version 3` makes version 3
     the current one again.
+    `/platform secret rotate checkout prod database` revokes every database login Vault
+    issued for the service (its pods' Vault Agents fetch new ones), after approval where
+    policy requires it.
     """
 
     name = "secret"
-    usage = "set|list|delete|rollback <service> <env> [<KEY>] [--to-version N] [--purge]"
+    usage = (
+        "set|list|delete|rollback <service> <env> [<KEY>] [--to-version N] [--purge] "
+        "| rotate <service> <env> database"
+    )
 
     def __init__(self, desk: SecretsDesk) -> None:
         self.desk = desk
@@ -58,7 +65,7 @@ class SecretCommand(Command):
         if verb not in SUBCOMMANDS:
             shown = f" {code(verb[:20])} is not one of them." if verb else ""
             raise UsageError(
-                f"Say what to do: `set`, `list`, `delete` or `rollback`.{shown}",
+                f"Say what to do: `set`, `list`, `delete`, `rollback` or `rotate`.{shown}",
                 usage=self.full_usage(),
             )
         if verb == "set":
@@ -66,13 +73,38 @@ class SecretCommand(Command):
         if verb == "list":
             return await self.list(ctx, args)
         if verb == "rotate":
-            # `secret rotate <service> <env> database` comes with the service databases
-            # (issue 13): a RotateDatabaseCredentials Action proposed like the others here.
-            raise UsageError(
-                "`secret rotate` is not available yet: it needs the per-service databases "
-                "the golden path does not create yet."
-            )
+            return await self.rotate(ctx, args)
         return await self.change(ctx, args, verb)
+
+    async def rotate(self, ctx: CommandContext, args: Arguments) -> Reply:
+        """`rotate <service> <env> database` (or `rotate database <service> <env>`)."""
+        usage = "/platform secret rotate <service> <env> database"
+        words = _positional(args)
+        reason = args.option("reason")
+        args.done()
+        if "database" not in words or len(words) != 3:
+            raise UsageError(
+                "`secret rotate` rotates a service's database logins: "
+                "`/platform secret rotate <service> <env> database`.",
+                usage=usage,
+            )
+        words.remove("database")
+        place = lookup_place(ctx, words[0], words[1])
+        await require_owner_or_admin(ctx, place, verb=f"rotate its database logins in {place.env}")
+        db = ctx.catalog.database(place.service, place.env)
+        if db is None:
+            raise UsageError(
+                f"{place.where} has no database: `{escape(place.env)}` names no "
+                "`database_server` in platform.yml."
+            )
+        action = RotateDatabaseLogins(
+            service=place.service,
+            env=place.env,
+            team=place.team,
+            database=db.database,
+            vault_role=db.vault_role,
+        )
+        return await self._propose(ctx, action, reason=reason)
 
     async def _place(self, ctx: CommandContext, args: Arguments, *, verb: str) -> Place:
         place = lookup_place(ctx, args.next("service"), args.next("env"))
@@ -196,6 +228,15 @@ class SecretCommand(Command):
                     f"{found.version}; versions with a value: {have}."
                 )
             action = RollbackSecret(**common, to_version=target, from_version=found.version)
+        return await self._propose(ctx, action, reason=reason)
+
+    async def _propose(
+        self,
+        ctx: CommandContext,
+        action: DeleteSecret | RollbackSecret | RotateDatabaseLogins,
+        *,
+        reason: str | None,
+    ) -> Reply:
         try:
             proposal = await ctx.changes.propose(
                 action,

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from features.kit.context import Ports
-from features.secrets.actions import DeleteSecret, RollbackSecret, SecretChange, SetSecret
+from features.secrets.actions import (
+    DeleteSecret,
+    RollbackSecret,
+    RotateDatabaseLogins,
+    SecretChange,
+    SetSecret,
+)
 from features.secrets.desk import SecretsDesk
 from kernel.actions import Action, Executor, Step, StepContext
 from kernel.errors import AdapterError, StepFailed, adapter_call
@@ -155,6 +161,32 @@ class RollbackSecretExecutor(_SecretExecutor):
         return [Step("rollback", f"Put version {action.to_version} of {action.key} back", rollback)]
 
 
+class RotateDatabaseExecutor(_SecretExecutor):
+    action_type: ClassVar[type[Action]] = RotateDatabaseLogins
+
+    async def stale_reason(self, action: Action) -> str | None:
+        """Rotating is never stale: it revokes whatever logins exist when it runs."""
+        return None
+
+    def steps(self, action: Action) -> Sequence[Step]:
+        assert isinstance(action, RotateDatabaseLogins)
+
+        async def rotate(context: StepContext) -> dict[str, Any]:
+            db = self.ports.catalog.database(action.service, action.env)
+            if db is None:
+                raise StepFailed(f"{action.env} no longer names a database server")
+            engine = self.ports.adapters.require("databases")
+            await adapter_call(engine.revoke_logins(db))
+            await self.audit(
+                context,
+                "secret.database_rotated",
+                {"database": db.database, "vault_role": db.vault_role},
+            )
+            return {"outcome": f"every login of {db.database} revoked"}
+
+        return [Step("rotate", f"Revoke the logins of {action.database}", rotate)]
+
+
 def executors_for(desk: SecretsDesk) -> Any:
     """The executor factory `registry.executors` takes."""
 
@@ -163,6 +195,7 @@ def executors_for(desk: SecretsDesk) -> Any:
             SetSecretExecutor(ports, desk),
             DeleteSecretExecutor(ports, desk),
             RollbackSecretExecutor(ports, desk),
+            RotateDatabaseExecutor(ports, desk),
         ]
 
     return build

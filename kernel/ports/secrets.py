@@ -106,8 +106,11 @@ class SecretStore(Protocol):
         """Create `<team>/<service>/<env>` with a placeholder if missing; return the path."""
         ...
 
-    async def ensure_policy(self, name: str, paths: list[str]) -> bool:
-        """Make the ACL policy grant exactly `paths`; True if created or changed."""
+    async def ensure_policy(
+        self, name: str, paths: list[str], *, read_paths: list[str] | None = None
+    ) -> bool:
+        """Make the ACL policy grant exactly `paths` (KV, read-write) and `read_paths`
+        (read only, e.g. `database/creds/<service>-<env>`); True if created or changed."""
         ...
 
     async def ensure_kubernetes_auth(

@@ -27,6 +27,12 @@ from kernel.ports.clusters import (
     RolloutStatus,
 )
 from kernel.ports.code_host import CiVariable, CodeHost, Pipeline, Project, ProjectRemoval
+from kernel.ports.databases import (
+    DatabaseLogin,
+    DatabaseState,
+    ServiceDatabase,
+    ServiceDatabases,
+)
 from kernel.ports.gitops import (
     AUTOMATED_FIELDS,
     AutoSyncEnabled,
@@ -51,6 +57,7 @@ class Adapters:
     alertmanager: AlertSilences | None = None
     prometheus: MetricsQuery | None = None
     grafana: DashboardLinks | None = None
+    databases: ServiceDatabases | None = None
 
     @overload
     def require(self, name: Literal["gitlab"]) -> CodeHost: ...
@@ -66,6 +73,8 @@ class Adapters:
     def require(self, name: Literal["prometheus"]) -> MetricsQuery: ...
     @overload
     def require(self, name: Literal["grafana"]) -> DashboardLinks: ...
+    @overload
+    def require(self, name: Literal["databases"]) -> ServiceDatabases: ...
 
     def require(self, name: SystemName) -> object:
         """The adapter called `name`, or NotConfigured saying which settings it needs."""
@@ -77,7 +86,7 @@ class Adapters:
 
 
 SystemName = Literal[
-    "gitlab", "kubernetes", "vault", "argocd", "alertmanager", "prometheus", "grafana"
+    "gitlab", "kubernetes", "vault", "argocd", "alertmanager", "prometheus", "grafana", "databases"
 ]
 
 SYSTEMS: dict[str, tuple[str, str]] = {
@@ -88,6 +97,7 @@ SYSTEMS: dict[str, tuple[str, str]] = {
     "alertmanager": ("Alertmanager", "ALERTMANAGER_URL"),
     "prometheus": ("Prometheus", "PROMETHEUS_URL"),
     "grafana": ("Grafana", "GRAFANA_URL"),
+    "databases": ("Service databases (Vault's database engine)", "VAULT_ADDR and VAULT_TOKEN"),
 }
 """Each system's name for people, and the settings that configure it."""
 
@@ -104,6 +114,8 @@ __all__ = [
     "Clusters",
     "CodeHost",
     "DashboardLinks",
+    "DatabaseLogin",
+    "DatabaseState",
     "GitOps",
     "GitOpsApplication",
     "GitOpsHistoryEntry",
@@ -120,6 +132,8 @@ __all__ = [
     "Sample",
     "SecretKey",
     "SecretStore",
+    "ServiceDatabase",
+    "ServiceDatabases",
     "ServiceSecrets",
     "SystemName",
 ]

@@ -28,6 +28,7 @@ from app.bootstrap import PlatformBot, build_app
 from app.settings import Settings
 from engine.timers import ShiftedClock
 from kernel.actions import Executor
+from sandbox.app.postgres import SandboxPostgres
 from sandbox.standins.argocd import ArgoCDStandIn
 from sandbox.standins.binaries import ALERTMANAGER, PROMETHEUS
 from sandbox.standins.gitlab import GitLabStandIn
@@ -137,6 +138,7 @@ async def sandbox_stack(
     workspace: Workspace = SANDBOX_WORKSPACE,
     socket_mode: bool = False,
     vault: bool = False,
+    postgres: bool = False,
     observability: bool = False,
     rollout_seconds: float = 0.3,
     seed: bool = True,
@@ -145,7 +147,8 @@ async def sandbox_stack(
 ) -> AsyncIterator[SandboxStack]:
     """Start the stand-ins and the bot on loopback; stop everything on exit.
 
-    `vault=True` starts a real OpenBao dev server, `observability=True` a real
+    `vault=True` starts a real OpenBao dev server (with `postgres=True` too, its database
+    engine on the machine's PostgreSQL, sandbox/app/postgres.py), `observability=True` a real
     Prometheus (with SANDBOX_ALERT_RULES over a MetricTarget) and Alertmanager posting to
     the bot's webhook; both must be installed. Stand-ins are cheap and always started;
     `seed=False` leaves the clusters and Argo CD empty. The clusters serve HTTPS and enforce
@@ -170,6 +173,16 @@ async def sandbox_stack(
                 bot_token = await _vault_as_a_platform_team_sets_it_up(
                     bao, kubernetes=clusters["sandbox-staging"].url, scratch=Path(scratch)
                 )
+                if postgres:
+                    databases = SandboxPostgres()
+                    stack.callback(databases.stop)
+                    config = await asyncio.to_thread(
+                        databases.start,
+                        vault_url=bao.url,
+                        root_token=bao.token,
+                        config=config,
+                        scratch=Path(scratch),
+                    )
             port = free_port()
             observed: dict[str, Any] = {}
             if observability:

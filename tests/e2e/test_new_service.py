@@ -191,6 +191,7 @@ async def test_a_service_from_the_modal_to_everything_it_needs(
         "GitLab project, skeleton and CI/CD",
         "Kubernetes namespaces",
         "Vault paths, policies and roles",
+        "PostgreSQL databases and their Vault roles",
         "Catalog entry",
         "Announcement in the team channel",
     ]

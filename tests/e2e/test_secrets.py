@@ -299,7 +299,7 @@ async def test_bad_input_is_refused_without_echo(stack: SandboxStack, chat: Chat
     seen = await chat.say("/platform secret set checkout staging API_TOKEN", as_user="carol")
     assert "Only the *payments* team" in seen.text and "#payments" in seen.text
     seen = await chat.say("/platform secret frobnicate checkout staging")
-    assert "`set`, `list`, `delete` or `rollback`" in seen.text
+    assert "`set`, `list`, `delete`, `rollback` or `rotate`" in seen.text
     calls = json.dumps([[c.args, c.response] for c in stack.slack.calls])
     assert pasted not in calls and hostile not in calls
 

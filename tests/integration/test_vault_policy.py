@@ -17,15 +17,28 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import hvac
 import hvac.exceptions
 import pytest
+from psycopg import sql
 
+from adapters.postgres import VaultPostgres
 from adapters.vault import VaultError, VaultSecretStore
+from kernel.ports.databases import ServiceDatabase
 from sandbox.standins.openbao import OpenBaoDevServer, OpenBaoUnavailable, throwaway_ca
+from tests.integration.pg_fixtures import (
+    PG_HOST,
+    PG_PORT,
+    SERVER,
+    drop_logins_of,
+    drop_prefixed,
+    login_template,
+    superuser,
+)
 from tests.unit.fakes import REPO_ROOT
 
 POLICY_FILE = REPO_ROOT / "deploy" / "vault" / "platform-bot.hcl"
@@ -93,6 +106,17 @@ NEEDED_BY: dict[tuple[str, str], str] = {
     ("auth/kubernetes/role/*", "read"): "Vault refused to write Kubernetes role",
     ("auth/kubernetes/role/*", "update"): "Vault refused to write Kubernetes role",
     ("auth/kubernetes/role/*", "delete"): "Vault refused to delete Kubernetes role",
+    ("database/config/+", "read"): "Vault refused to create database",
+    ("database/roles/*", "create"): "Vault refused to create database",  # the first role
+    ("database/roles/*", "read"): "Vault refused to create database",  # exists yet?
+    ("database/roles/*", "update"): "Vault refused to create database",  # written again
+    ("database/roles/*", "delete"): "Vault refused to drop database",
+    ("database/creds/platform-bot-*", "read"): "Vault refused to create database",
+    ("sys/leases/revoke/database/creds/platform-bot-*", "update"): (
+        "Vault refused to create database"
+    ),
+    ("sys/leases/revoke-prefix/database/creds/*", "update"): "Vault refused to revoke the logins",
+    ("sys/leases/revoke-prefix/database/creds/*", "sudo"): "Vault refused to revoke the logins",
 }
 """Every capability the policy grants, and the call that fails without it."""
 
@@ -106,6 +130,7 @@ _names = itertools.count()
 class OpenBao:
     server: OpenBaoDevServer
     root: hvac.Client
+    prefix: str
 
     def bot(self, rules: list[Rule]) -> VaultSecretStore:
         """Write `rules` as the platform-bot policy; a store on a token holding only it."""
@@ -116,12 +141,28 @@ class OpenBao:
 @pytest.fixture(scope="module")
 def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
     """OpenBao with Kubernetes auth set up by the platform team (root), as in production."""
+    prefix = f"pbt{secrets.token_hex(3)}_"
+    admin = f"{prefix}platform_admin"
+    with superuser() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw' CREATEDB CREATEROLE").format(
+                sql.Identifier(admin)
+            )
+        )
     try:
         server = OpenBaoDevServer()
         server.start()
     except OpenBaoUnavailable as exc:
+        drop_prefixed(prefix)
         pytest.fail(str(exc))
     try:
+        VaultPostgres(server.url, server.token).configure_server_sync(
+            SERVER,
+            connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@{PG_HOST}:{PG_PORT}/postgres?sslmode=disable",
+            username=admin,
+            password="pw",
+            username_template=login_template(prefix),
+        )
         root = hvac.Client(url=server.url, token=server.token)
         root.sys.enable_auth_method(method_type="kubernetes", path="kubernetes")
         root.auth.kubernetes.configure(
@@ -131,9 +172,11 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
         )
         root.sys.enable_secrets_engine(backend_type="transit", path="transit")
         root.secrets.transit.create_key(name="platform-bot", key_type="aes256-gcm96")
-        yield OpenBao(server, root)
+        yield OpenBao(server, root, prefix)
     finally:
         server.stop()
+        drop_logins_of(prefix)
+        drop_prefixed(prefix)
 
 
 async def new_service_then_clean_up(store: VaultSecretStore, root: hvac.Client) -> None:
@@ -203,15 +246,38 @@ async def secrets_round_trip(store: VaultSecretStore) -> None:
     assert await store.read_key(team, service, env, "API_KEY") is None
 
 
-async def every_call(store: VaultSecretStore, root: hvac.Client) -> None:
+async def databases_round_trip(store: VaultSecretStore, prefix: str) -> None:
+    """Every call the `postgres` step and its clean-up make, on the real PostgreSQL."""
+    dbs = VaultPostgres(store._url, store._client.token)
+    n = next(_names)
+    db = ServiceDatabase(
+        server=SERVER,
+        host=PG_HOST,
+        port=PG_PORT,
+        sslmode="disable",
+        database=f"{prefix}svc{n}_dev",
+        owner=f"{prefix}svc{n}_dev_owner",
+        vault_role=f"svc{n}-dev",
+        readonly_role=f"svc{n}-dev-readonly",
+    )
+    assert await dbs.ensure_database(db)
+    assert await dbs.ensure_database(db) == []  # a retried step: every role written again
+    assert (await dbs.describe(db)).database_exists
+    await dbs.revoke_logins(db)  # `secret rotate ... database`
+    assert await dbs.drop_database(db)
+    assert not (await dbs.describe(db)).database_exists
+
+
+async def every_call(store: VaultSecretStore, root: hvac.Client, prefix: str) -> None:
     await secrets_round_trip(store)
     await new_service_then_clean_up(store, root)
+    await databases_round_trip(store, prefix)
 
 
 async def test_every_call_the_bot_makes_succeeds_with_only_the_shipped_policy(
     bao: OpenBao,
 ) -> None:
-    await every_call(bao.bot(SHIPPED), bao.root)
+    await every_call(bao.bot(SHIPPED), bao.root, bao.prefix)
 
 
 async def test_a_path_another_replica_created_meanwhile_is_not_an_error(
@@ -253,7 +319,7 @@ async def test_without_one_capability_the_call_that_needs_it_fails(
     store = bao.bot(without(SHIPPED, path, capability))
 
     with pytest.raises(VaultError) as refused:
-        await every_call(store, bao.root)
+        await every_call(store, bao.root, bao.prefix)
 
     message = refused.value.message
     assert message.startswith(NEEDED_BY[path, capability]), message
@@ -313,6 +379,17 @@ def test_what_the_bot_must_never_do_is_refused(bao: OpenBao) -> None:
             backend_type="kv", path="other"
         ),
         "create a token": lambda: bot.auth.token.create(policies=["platform-bot"]),
+        "read a service's database login": lambda: bot.secrets.database.generate_credentials(
+            name="checkout-prod"
+        ),
+        "repoint a server's admin connection": lambda: bot.secrets.database.configure(
+            name=SERVER,
+            plugin_name="postgresql-database-plugin",
+            connection_url="postgresql://evil.example/postgres",
+        ),
+        "rotate a server's admin password": lambda: bot.secrets.database.rotate_root_credentials(
+            name=SERVER
+        ),
     }
     allowed = []
     for what, call in refused.items():

@@ -231,10 +231,13 @@ class FakeVault:
             self.writes += 1
         return path
 
-    async def ensure_policy(self, name: str, paths: list[str]) -> bool:
-        if self.policies.get(name) == paths:
+    async def ensure_policy(
+        self, name: str, paths: list[str], *, read_paths: list[str] | None = None
+    ) -> bool:
+        wanted = [*paths, *(read_paths or [])]
+        if self.policies.get(name) == wanted:
             return False
-        self.policies[name] = paths
+        self.policies[name] = wanted
         self.writes += 1
         return True
 
@@ -575,6 +578,7 @@ async def test_no_arguments_open_the_modal(world: World) -> None:
         "name",
         "team",
         "description",
+        "environments",  # every one of the catalog's, ticked at first
         "param.tiny-api.port",
         "param.tiny-api.runtime",
     ]
@@ -586,7 +590,7 @@ async def test_no_arguments_open_the_modal(world: World) -> None:
     assert team["type"] == "external_select" and "options" not in team
     assert team["min_query_length"] == 0  # the list shows as soon as it opens
     assert team["initial_option"]["value"] == "payments"  # alice's team first
-    assert view["blocks"][5]["element"]["initial_option"]["value"] == "22"
+    assert view["blocks"][6]["element"]["initial_option"]["value"] == "22"
     assert view["private_metadata"] == '{"channel": "C01PAYMENTS"}'
 
 
@@ -607,7 +611,7 @@ async def test_with_several_templates_the_modal_shows_fields_once_one_is_chosen(
     (view,) = world.modals.opened
     ids = [b["block_id"] for b in view["blocks"]]
     assert ids[:4] == ["template", "name", "team", "description"]
-    assert ids[4:] == ["choose_template"]  # a line saying what comes
+    assert ids[4:] == ["environments", "choose_template"]  # a line saying what comes
     assert "initial_option" not in view["blocks"][0]["element"]
 
     opened = OpenModal(

@@ -449,7 +449,7 @@ def line_of(text: str, needle: str) -> int:
             "steps: [gitlab, jenkins]",
             "steps:",
             "steps[1]: 'jenkins' is not allowed; use one of 'gitlab', 'kubernetes', 'vault', "
-            "'catalog' or 'slack'",
+            "'postgres', 'catalog' or 'slack'",
         ),
         (
             "    pattern: ^[a-z ]+$",

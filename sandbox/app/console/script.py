@@ -34,6 +34,7 @@ from sandbox.app.console.render import (
     render_mrkdwn,
 )
 from sandbox.app.console.repl import CONSOLE_COMMANDS, DEBUG_ENV, Console
+from sandbox.app.postgres import postgres_reachable
 from sandbox.app.stack import (
     SANDBOX_WORKSPACE,
     SandboxStack,
@@ -87,6 +88,7 @@ async def _main(*, script: Path | None, lines: list[str] | None, as_user: str) -
     try:
         async with sandbox_stack(
             vault=find_bao() is not None,
+            postgres=postgres_reachable(),
             observability=observability_installed(),
             rollout_seconds=2.0,
         ) as stack:

@@ -1,4 +1,7 @@
-"""Where items live: Postgres when DATABASE_URL is set, otherwise memory (tests, a laptop).
+"""Where items live: Postgres when DATABASE_URL is set, or DATABASE_URL_FILE names a file
+holding it (in the cluster: written by the Vault Agent, with a short-lived login it renews
+and replaces; the file is read again for every connection), otherwise memory (tests, a
+laptop).
 
 psycopg is imported only for Postgres, so the in-memory path needs nothing installed
 beyond FastAPI.
@@ -7,8 +10,9 @@ beyond FastAPI.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -55,14 +59,15 @@ class MemoryStore:
 class PostgresStore:
     """Items in the `items` table, created on first use; one connection per call."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | Callable[[], str]) -> None:
         self._url = url
         self._table_ready = False
 
     def _connect(self) -> Any:
         import psycopg
 
-        conn = psycopg.connect(self._url, connect_timeout=5)
+        url = self._url() if callable(self._url) else self._url
+        conn = psycopg.connect(url, connect_timeout=5)
         if not self._table_ready:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS items ("
@@ -94,5 +99,13 @@ def store_from_env(env: Mapping[str, str]) -> Store:
     url = env.get("DATABASE_URL")
     if url:
         return PostgresStore(url)
+    url_file = env.get("DATABASE_URL_FILE")
+    if url_file and os.path.exists(url_file):
+        return PostgresStore(lambda: _read(url_file))
     log.warning("DATABASE_URL is not set: items are kept in memory and lost on restart")
     return MemoryStore()
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as file:
+        return file.read().strip()
