@@ -25,6 +25,7 @@ from kernel.ports.clusters import (
     Revision,
     RoleBindingSpec,
     RolloutStatus,
+    WorkloadSpec,
 )
 from kernel.ports.code_host import CiVariable, CodeHost, Pipeline, Project, ProjectRemoval
 from kernel.ports.gitops import (
@@ -122,4 +123,5 @@ __all__ = [
     "SecretStore",
     "ServiceSecrets",
     "SystemName",
+    "WorkloadSpec",
 ]
