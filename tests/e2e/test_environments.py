@@ -26,6 +26,8 @@ from engine.db import AuditRow, RunRow
 from engine.timers import Timers
 from features.environments.tables import EnvironmentRow
 from sandbox.app.stack import (
+    GITLAB_TOKEN,
+    GITLAB_WEBHOOK_TOKEN,
     KUBERNETES_TOKEN,
     SandboxStack,
     sandbox_stack,
@@ -364,3 +366,85 @@ async def test_restart_during_teardown_finishes_it(tmp_path: Path) -> None:
             assert await events(stack, "env.deleted") == ["env.deleted"]
         finally:
             await second.stop()
+
+
+def merge_request_event(
+    project: dict[str, Any], merge_request: dict[str, Any], *, action: str, updated: str
+) -> dict[str, Any]:
+    """GitLab's "Merge Request Hook" body (user/project/integrations/webhook_events.md)."""
+    return {
+        "object_kind": "merge_request",
+        "event_type": "merge_request",
+        "user": {"username": "alice"},
+        "project": {
+            "id": project["id"],
+            "path_with_namespace": project["path_with_namespace"],
+            "web_url": project["web_url"],
+        },
+        "object_attributes": {
+            "iid": merge_request["iid"],
+            "title": merge_request["title"],
+            "state": merge_request["state"],
+            "action": action,
+            "source_branch": merge_request["source_branch"],
+            "target_branch": merge_request["target_branch"],
+            "url": merge_request["web_url"],
+            "updated_at": updated,
+        },
+        "labels": [{"title": t} for t in merge_request["labels"]],
+    }
+
+
+async def hook(stack: SandboxStack, body: dict[str, Any]) -> tuple[int, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "X-Gitlab-Event": "Merge Request Hook",
+        "X-Gitlab-Token": GITLAB_WEBHOOK_TOKEN,
+    }
+    url = f"http://127.0.0.1:{stack.bot.port}/webhooks/gitlab"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=json.dumps(body), headers=headers) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def checkout_project(stack: SandboxStack) -> dict[str, Any]:
+    url = f"{stack.gitlab.base_url}/api/v4/projects"
+    headers = {"PRIVATE-TOKEN": GITLAB_TOKEN}
+    data = {"name": "checkout", "path": "checkout", "namespace_id": 10}
+    async with aiohttp.ClientSession() as http, http.post(url, json=data, headers=headers) as r:
+        assert r.status == 201
+        return dict(await r.json())
+
+
+async def test_a_preview_from_the_label_to_the_merge(stack: SandboxStack) -> None:
+    project = await checkout_project(stack)
+    path = project["path_with_namespace"]
+    mr = stack.gitlab.open_merge_request(path, source_branch="Feature/Fast-Pay", title="Pay")
+    status, text = await hook(stack, merge_request_event(project, mr, action="open", updated="1"))
+    assert status == 200 and "nothing to do" in text  # no label yet
+
+    mr = stack.gitlab.set_merge_request(path, mr["iid"], labels=["preview"])
+    status, text = await hook(stack, merge_request_event(project, mr, action="update", updated="2"))
+    assert status == 200 and "creating checkout-mr1" in text
+    assert await settled(stack, "env.create") == ["succeeded"]
+    [deployment] = stack.clusters[STAGING].objects.list("deployments", "env-checkout-mr1")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.example.com/payments/checkout:feature-fast-pay"  # the ref slug
+    [note] = await eventually(lambda: stack.gitlab.notes(path, 1))
+    assert "https://checkout-mr1.envs.sandbox.example.com" in note["body"]
+    # GitLab redelivers: the same event makes nothing new
+    await hook(stack, merge_request_event(project, mr, action="update", updated="2"))
+    assert await settled(stack, "env.create") == ["succeeded"]
+
+    mr = stack.gitlab.set_merge_request(path, mr["iid"], state="merged")
+    status, text = await hook(stack, merge_request_event(project, mr, action="merge", updated="3"))
+    assert status == 200 and "deleting checkout-mr1" in text
+    assert await settled(stack, "env.delete") == ["succeeded"]
+    assert namespace(stack, "env-checkout-mr1") is None
+    await eventually(lambda: said(stack, "C01PAYMENTS", "its merge request was merged"))
+    notes = await eventually(lambda: stack.gitlab.notes(path, 1)[1:])
+    assert "was deleted (merged)" in notes[0]["body"]
+    [row] = await rows(stack)
+    assert row.state == "deleted" and row.creator == "platform-bot"
