@@ -224,6 +224,11 @@ class EnvironmentDesk:
             return
         if env.generation != timer.payload.get("generation"):
             return
+        left = (env.expires_at - self.clock.now()).total_seconds() / 3600
+        hours = float(timer.payload.get("hours", 0))
+        closer = [h for h in self.settings.warn_before_hours if h < hours]
+        if left <= 0 or (closer and left <= max(closer)):
+            return  # fired late (time jumped): the end, or a closer warning, is due too
         text = (
             f":hourglass: {env.where} is deleted at {env.expires_at:%Y-%m-%d %H:%M} UTC "
             f"({env.left(self.clock.now())}). Extend it if it is still needed."
