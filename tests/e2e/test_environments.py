@@ -448,3 +448,49 @@ async def test_a_preview_from_the_label_to_the_merge(stack: SandboxStack) -> Non
     assert "was deleted (merged)" in notes[0]["body"]
     [row] = await rows(stack)
     assert row.state == "deleted" and row.creator == "platform-bot"
+
+
+async def test_extending_past_the_maximum_waits_for_approval(
+    stack: SandboxStack, chat: Chat
+) -> None:
+    await create(stack, chat, "/platform env create checkout --name co-long --ttl 6d")
+    within = await chat.say("/platform env extend co-long --by 12h")
+    assert "Extending by 12h: extend environment co-long" in within.text
+    assert await settled(stack, "env.extend") == ["succeeded"]
+    beyond = await chat.say("/platform env extend co-long --by 1d")
+    assert "waits for approval (rule `long-environments`)" in beyond.text
+    other = await chat.say("/platform env extend co-long", as_user="carol")
+    assert "Only <@U01ALICE> or the *payments* team" in other.text
+    missing = await chat.say("/platform env status nope")
+    assert "No environment called `nope`" in missing.text
+
+
+async def test_a_preview_over_the_budget_is_a_note_and_closing_deletes(
+    stack: SandboxStack, chat: Chat
+) -> None:
+    project = await checkout_project(stack)
+    path = project["path_with_namespace"]
+    first = stack.gitlab.open_merge_request(path, source_branch="a", labels=["preview"])
+    await hook(stack, merge_request_event(project, first, action="open", updated="1"))
+    assert await settled(stack, "env.create") == ["succeeded"]
+    # the payments team reaches its limits: 5 environments, 8 CPU (1 + 3 * 2 + 1)
+    await create(stack, chat, "/platform env create checkout --name co-a --size medium")
+    await create(stack, chat, "/platform env create checkout --name co-b --size medium")
+    await create(stack, chat, "/platform env create checkout --name co-c --size medium")
+    await create(stack, chat, "/platform env create checkout --name co-d")
+    second = stack.gitlab.open_merge_request(path, source_branch="b", labels=["preview"])
+    status, text = await hook(
+        stack, merge_request_event(project, second, action="open", updated="2")
+    )
+    assert status == 200 and "refused" in text
+    [note] = stack.gitlab.notes(path, second["iid"])
+    assert note["body"].startswith("No preview environment: Team **payments** has 5 environments")
+    assert "/platform env delete co-a" in note["body"]
+    # the first one's label is taken off: deleted
+    unlabelled = stack.gitlab.set_merge_request(path, first["iid"], labels=[])
+    status, text = await hook(
+        stack, merge_request_event(project, unlabelled, action="update", updated="3")
+    )
+    assert "deleting checkout-mr1" in text
+    assert await settled(stack, "env.delete") == ["succeeded"]
+    await eventually(lambda: said(stack, "C01PAYMENTS", "lost the preview label"))
