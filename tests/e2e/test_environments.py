@@ -315,6 +315,19 @@ async def test_namespace_create_with_defaults_and_refusals(stack: SandboxStack, 
     stack.clusters[STAGING].fail_next("POST", "/api/v1/namespaces", 403)
     await chat.say("/platform namespace create payments denied")
     assert (await settled(stack, "namespace.create", 2))[-1] == "failed"
+    errors = await stack.bot.db.run(
+        lambda s: [r.error for r in s.query(RunRow).filter_by(action_kind="namespace.create")]
+    )
+    assert any("creating namespace payments-denied failed: " in (e or "") for e in errors)
+    await eventually(
+        lambda: any(
+            "creating namespace payments-denied failed" in json.dumps(m.blocks) + m.text
+            for m in stack.slack.messages.get("C01PAYMENTS", [])
+        )
+    )
+    # in a risky environment's cluster (prod: risk high) it waits for approval
+    prod = await chat.say("/platform namespace create payments risky --env prod")
+    assert "waits for approval" in prod.text
 
 
 async def test_restart_during_teardown_finishes_it(tmp_path: Path) -> None:
