@@ -129,8 +129,16 @@ class CreateExecutor(_EnvExecutor):
             raise StepFailed(refused)
         return {"environment": action.name}
 
+    async def still_wanted(self, context: StepContext) -> None:
+        """StepFailed if the environment was deleted meanwhile: never make in a cluster
+        what a teardown already removed (or is removing)."""
+        env = await self.desk.get(context.run_id)
+        if env is None or env.state not in ("creating", "failed"):
+            raise StepFailed("this environment was deleted while it was being made")
+
     async def namespace(self, context: StepContext) -> dict[str, Any]:
         action = _create(context.action)
+        await self.still_wanted(context)
         catalog = self.ports.catalog
         spec = NamespaceSpec(
             name=action.namespace,
@@ -146,6 +154,7 @@ class CreateExecutor(_EnvExecutor):
 
     async def deploy(self, context: StepContext) -> dict[str, Any]:
         action = _create(context.action)
+        await self.still_wanted(context)
         spec = WorkloadSpec(
             namespace=action.namespace,
             name=action.service,
