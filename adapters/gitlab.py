@@ -370,6 +370,22 @@ class GitLabCodeHost:
             lambda: self._pipelines_sync(project_id, ref),
         )
 
+    # -- merge requests -------------------------------------------------------
+
+    def _note_sync(self, project_id: int, iid: int, body: str) -> int:
+        # POST /projects/:id/merge_requests/:merge_request_iid/notes (python-gitlab's
+        # ProjectMergeRequestNoteManager; docs.gitlab.com api/notes.md)
+        project = self._gl.projects.get(project_id, lazy=True)
+        merge_request = project.mergerequests.get(iid, lazy=True)
+        note = merge_request.notes.create({"body": body})
+        return int(note.id)
+
+    async def note_merge_request(self, project_id: int, iid: int, body: str) -> int:
+        return await self._call(
+            f"commenting on merge request !{iid} of project {project_id}",
+            lambda: self._note_sync(project_id, iid, body),
+        )
+
 
 def _marked_on(project: Any) -> date | None:
     """`marked_for_deletion_on` (YYYY-MM-DD), where GitLab says it (delayed deletion)."""

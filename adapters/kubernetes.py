@@ -48,6 +48,7 @@ from adapters.kubernetes_namespaces import NamespaceCalls
 from adapters.kubernetes_namespaces import is_status as _is  # noqa: F401 - shared helpers
 from adapters.kubernetes_namespaces import status_message as _status_message
 from adapters.kubernetes_rbac import RoleBindings
+from adapters.kubernetes_workloads import Workloads
 from kernel.errors import AdapterError
 from kernel.ports.systems import Cluster, Clusters, Revision, RolloutStatus
 
@@ -122,7 +123,7 @@ def _revision_number(annotations: dict[str, str] | None) -> int:
         return 0
 
 
-class KubernetesCluster(NamespaceCalls, RoleBindings):
+class KubernetesCluster(NamespaceCalls, RoleBindings, Workloads):
     """`Cluster` on the official client, for one kubeconfig context."""
 
     def __init__(self, api: client.ApiClient, *, name: str, timeout: float = 10.0) -> None:

@@ -180,6 +180,11 @@ def cross_reference_problems(data: dict[str, Any]) -> list[Problem]:
                     "list approvers.teams or approvers.usergroups",
                 )
             )
+    on_demand = _mapping(data, "on_demand")
+    if on_demand:
+        ref("on_demand.template", "environment", on_demand.get("template", "staging"), envs)
+        for team in _mapping(on_demand, "teams"):
+            ref(f"on_demand.teams.{team}", "team", team, teams)
     return problems
 
 

@@ -221,6 +221,74 @@ class AccessSettings(_Strict):
     warn_before_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
 
+DEFAULT_SIZES: dict[str, dict[str, str]] = {
+    "small": {
+        "requests.cpu": "1",
+        "requests.memory": "2Gi",
+        "limits.cpu": "2",
+        "limits.memory": "4Gi",
+        "pods": "10",
+    },
+    "medium": {
+        "requests.cpu": "2",
+        "requests.memory": "4Gi",
+        "limits.cpu": "4",
+        "limits.memory": "8Gi",
+        "pods": "20",
+    },
+    "large": {
+        "requests.cpu": "4",
+        "requests.memory": "8Gi",
+        "limits.cpu": "8",
+        "limits.memory": "16Gi",
+        "pods": "40",
+    },
+}
+
+
+class TeamEnvironmentLimits(_Strict):
+    """One team's limits on environments on demand (unset: the platform-wide default)."""
+
+    default_ttl_hours: int | None = Field(default=None, ge=1, le=90 * 24)
+    max_ttl_hours: int | None = Field(default=None, ge=1, le=90 * 24)
+    max_environments: int | None = Field(default=None, ge=0, le=500)
+    cpu_budget: float | None = Field(default=None, ge=0)
+
+
+class OnDemandSettings(_Strict):
+    """Environments on demand (`/platform env`, `/platform namespace`): which configured
+    environment they derive from, the quota sizes, TTLs, per-team limits, warnings."""
+
+    template: str = "staging"
+    """The configured environment an on-demand one copies (cluster, backend)."""
+    sizes: dict[str, dict[str, str]] = Field(default_factory=lambda: dict(DEFAULT_SIZES))
+    """ResourceQuota `hard` of each size; its `requests.cpu` is the cost weight."""
+    default_size: str = "small"
+    approval_above_cpu: float | None = Field(default=None, ge=0)
+    """Sizes asking more CPU than this are `env.create-large` Actions, which approval
+    policies can match (`match: {action: env.create-large}`)."""
+    ingress_domain: str | None = None
+    """`<env>.<domain>` is an environment's URL (an Ingress is made); none: no URL."""
+    default_ttl_hours: int = Field(default=72, ge=1, le=90 * 24)
+    max_ttl_hours: int = Field(default=7 * 24, ge=1, le=90 * 24)
+    max_environments: int = Field(default=5, ge=0, le=500)
+    cpu_budget: float = Field(default=8, ge=0)
+    """The CPU (sum of sizes' `requests.cpu`) a team's live environments may ask for."""
+    teams: dict[str, TeamEnvironmentLimits] = Field(default_factory=dict)
+    warn_before_hours: tuple[float, ...] = (24, 1)
+    preview_label: str = "preview"
+    """The GitLab merge request label that makes a preview environment."""
+    preview_ttl_hours: int = Field(default=7 * 24, ge=1, le=90 * 24)
+
+    @model_validator(mode="after")
+    def _sizes_known(self) -> OnDemandSettings:
+        if self.default_size not in self.sizes:
+            raise ValueError(f"default_size '{self.default_size}' is not one of `sizes`")
+        if self.default_ttl_hours > self.max_ttl_hours:
+            raise ValueError("default_ttl_hours is more than max_ttl_hours")
+        return self
+
+
 class PlatformModel(_Strict):
     """The whole of platform.yml."""
 
@@ -232,3 +300,4 @@ class PlatformModel(_Strict):
     approval_policies: tuple[ApprovalPolicy, ...] = ()
     templates_dir: str = "templates"
     access: AccessSettings = AccessSettings()
+    on_demand: OnDemandSettings = OnDemandSettings()

@@ -36,6 +36,7 @@ from engine.outbox import Outbox
 from features.kit.webhooks import TooDeep, parse_json, read_bounded, same_secret
 from kernel.blocks import message_text, section
 from kernel.mrkdwn import code, escape, truncate
+from kernel.ports.platform import MergeRequestHook
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class GitLabWebhook:
         self, db: Database, outbox: Outbox, catalog: Catalog, *, token: str | None
     ) -> None:
         self.db, self.outbox, self.catalog, self.token = db, outbox, catalog, token
+        self.merge_requests: MergeRequestHook | None = None
+        """Set by app.bootstrap: where merge request events go (preview environments)."""
         self._lock = asyncio.Lock()  # one pipeline write at a time in this process
 
     async def receive(self, request: web.Request) -> web.Response:
@@ -148,6 +151,8 @@ class GitLabWebhook:
             return web.Response(status=400, text="The body is not a JSON object.")
         kind = data.get("object_kind")
         event = request.headers.get("X-Gitlab-Event", "Pipeline Hook")
+        if kind == "merge_request" and event == "Merge Request Hook" and self.merge_requests:
+            return await self._merge_request(data)
         if kind != "pipeline" or event != "Pipeline Hook":
             return _ignored(f"only pipeline events are used, not {str(kind)[:40]!r}", status=200)
         try:
@@ -168,6 +173,20 @@ class GitLabWebhook:
         if not changed:
             return _ignored("older than what the pipeline's message already shows", status=200)
         return web.json_response({"status": "queued"})
+
+    async def _merge_request(self, data: dict[str, Any]) -> web.Response:
+        """Hand a merge request event of a catalog service's project on (docs.gitlab.com
+        user/project/integrations/webhook_events.md#merge-request-events)."""
+        project = data.get("project")
+        path = project.get("path_with_namespace") if isinstance(project, dict) else None
+        service = self.service_of(path) if isinstance(path, str) else None
+        if service is None or self.merge_requests is None:
+            return _ignored(f"no catalog service for project {str(path)[:200]!r}", status=202)
+        try:
+            done = await self.merge_requests.merge_request(service, data)
+        except DatabaseUnavailable:
+            return web.Response(status=503, text="The database is unavailable; retry later.")
+        return web.json_response({"status": done})
 
     def service_of(self, path: str) -> str | None:
         """The service built by this GitLab project: the one whose `repository` is the

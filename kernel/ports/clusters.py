@@ -107,8 +107,29 @@ class RoleBindingSpec:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """One service running in a namespace of its own (an environment on demand): a
+    Deployment of `image`, and an Ingress for `host` when there is one."""
+
+    namespace: str
+    name: str
+    image: str
+    labels: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
+    port: int = 8080
+    host: str | None = None
+    change_cause: str = ""
+
+
 class Cluster(Protocol):
     """One Kubernetes cluster (a kubeconfig context)."""
+
+    async def ensure_workload(self, spec: WorkloadSpec) -> list[str]:
+        """Create the Deployment (and the Ingress when `spec.host`), or set its image if it
+        exists; `Kind/name` of what was created or changed. AdapterError with the API
+        server's message when it refuses (quota, admission)."""
+        ...
 
     async def ensure_role_binding(self, spec: RoleBindingSpec) -> bool:
         """Create the RoleBinding, or make it match `spec` (its roleRef is immutable, so a

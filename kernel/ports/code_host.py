@@ -89,6 +89,10 @@ class CodeHost(Protocol):
         """Newest first."""
         ...
 
+    async def note_merge_request(self, project_id: int, iid: int, body: str) -> int:
+        """Add a comment (note) to a merge request; the note's id."""
+        ...
+
     async def delete_project(
         self, path_with_namespace: str, *, project_id: int | None = None
     ) -> ProjectRemoval:

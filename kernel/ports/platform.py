@@ -188,6 +188,15 @@ class Messenger(Protocol):
     ) -> None: ...
 
 
+class MergeRequestHook(Protocol):
+    """Who handles GitLab merge request events (the GitLab webhook authenticates them and
+    finds the service; environments makes preview environments of them)."""
+
+    async def merge_request(self, service: str, body: dict[str, Any]) -> str:
+        """Act on one "Merge Request Hook" body; what was done, for the webhook's answer."""
+        ...
+
+
 class Modals(Protocol):
     """Opening modals: direct, not queued, because a trigger id lives for 3 seconds."""
 

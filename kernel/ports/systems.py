@@ -25,6 +25,7 @@ from kernel.ports.clusters import (
     Revision,
     RoleBindingSpec,
     RolloutStatus,
+    WorkloadSpec,
 )
 from kernel.ports.code_host import CiVariable, CodeHost, Pipeline, Project, ProjectRemoval
 from kernel.ports.databases import (
@@ -136,4 +137,5 @@ __all__ = [
     "ServiceDatabases",
     "ServiceSecrets",
     "SystemName",
+    "WorkloadSpec",
 ]

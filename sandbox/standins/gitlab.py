@@ -67,6 +67,15 @@ where nothing was found it says "assumed"):
   https://gitlab.com/gitlab-org/gitlab/-/issues/280805)
 - Pipelines: https://docs.gitlab.com/api/pipelines/
 - Current user: https://docs.gitlab.com/api/users/
+- Merge requests (``GET /projects/:id/merge_requests/:merge_request_iid``, its ``iid``,
+  ``state`` opened/closed/merged, ``labels``, ``source_branch``, ``web_url``):
+  https://docs.gitlab.com/api/merge_requests/; their notes ("Create new merge request note":
+  ``POST /projects/:id/merge_requests/:merge_request_iid/notes`` with a required ``body``,
+  201 and the note with ``noteable_type: "MergeRequest"``, ``noteable_iid``, ``system:
+  false``; "List all merge request notes"): https://docs.gitlab.com/api/notes/ (the
+  python-gitlab manager that calls it: ``gitlab/v4/objects/notes.py``
+  ``ProjectMergeRequestNoteManager``). An unknown merge request is 404 ``{"message": "404
+  Not found"}``; a missing ``body`` is 400 ``{"error": "body is missing"}``.
 - Delayed deletion: gitlabhq/gitlabhq ``app/services/projects/mark_for_deletion_service.rb``
   (the rename, ``archived``, ``marked_for_deletion_at``) and
   ``app/services/namespaces/mark_for_deletion_base_service.rb`` (``-deletion_scheduled-<id>``,
@@ -87,7 +96,9 @@ where nothing was found it says "assumed"):
   400 text for an invalid group path.
 
 Simplifications: one user (the token's), who may do everything; a project needs a
-``namespace_id`` of a known group (no personal namespaces: 400 otherwise); no merge requests,
+``namespace_id`` of a known group (no personal namespaces: 400 otherwise); merge requests
+are opened, labelled, merged and closed by tests (``open_merge_request``,
+``set_merge_request``), not through the API, and only read and commented on through it; no
 tags, members or webhooks; pipelines never run by themselves (a test moves them with
 ``set_pipeline_status``); a pipeline is created for a commit only if the committed tree
 has ``.gitlab-ci.yml``, as GitLab does, on any branch.
@@ -212,6 +223,19 @@ class _Pipeline:
 
 
 @dataclass
+class _MergeRequest:
+    id: int
+    iid: int
+    title: str
+    source_branch: str
+    target_branch: str
+    labels: list[str]
+    state: str
+    created_at: str
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class _Project:
     id: int
     name: str
@@ -226,6 +250,7 @@ class _Project:
     variables: list[dict[str, Any]] = field(default_factory=list)
     protected: list[dict[str, Any]] = field(default_factory=list)
     pipelines: list[_Pipeline] = field(default_factory=list)
+    merge_requests: dict[int, _MergeRequest] = field(default_factory=dict)
     archived: bool = False
     marked_for_deletion_on: date | None = None
 
@@ -332,6 +357,9 @@ class GitLabStandIn(LoopbackServer):
             ("DELETE", ("projects", "*", "protected_branches", "*"), self._unprotect),
             ("GET", ("projects", "*", "pipelines"), self._list_pipelines),
             ("GET", ("projects", "*", "pipelines", "*"), self._get_pipeline),
+            ("GET", ("projects", "*", "merge_requests", "*"), self._get_merge_request),
+            ("GET", ("projects", "*", "merge_requests", "*", "notes"), self._list_notes),
+            ("POST", ("projects", "*", "merge_requests", "*", "notes"), self._create_note),
         ]
 
     # lifecycle
@@ -386,6 +414,52 @@ class GitLabStandIn(LoopbackServer):
                 pipeline.updated_at = _now()
                 return
         raise KeyError(f"no pipeline {pipeline_id} in {project_path}")
+
+    def open_merge_request(
+        self,
+        project_path: str,
+        *,
+        source_branch: str,
+        title: str = "A change",
+        labels: Sequence[str] = (),
+        target_branch: str = "main",
+    ) -> dict[str, Any]:
+        """Open a merge request (as a person would in the UI); as the API shows it."""
+        project = self._project_by_path(project_path)
+        iid = len(project.merge_requests) + 1
+        self._next_record_id += 1
+        project.merge_requests[iid] = _MergeRequest(
+            id=self._next_record_id,
+            iid=iid,
+            title=title,
+            source_branch=source_branch,
+            target_branch=target_branch,
+            labels=list(labels),
+            state="opened",
+            created_at=_now(),
+        )
+        return self._merge_request_json(project, project.merge_requests[iid])
+
+    def set_merge_request(
+        self,
+        project_path: str,
+        iid: int,
+        *,
+        labels: Sequence[str] | None = None,
+        state: str | None = None,
+    ) -> dict[str, Any]:
+        """Relabel, merge (`merged`) or close (`closed`) a merge request."""
+        project = self._project_by_path(project_path)
+        merge_request = project.merge_requests[iid]
+        if labels is not None:
+            merge_request.labels = list(labels)
+        if state is not None:
+            merge_request.state = state
+        return self._merge_request_json(project, merge_request)
+
+    def notes(self, project_path: str, iid: int) -> list[dict[str, Any]]:
+        """A merge request's notes, oldest first."""
+        return [dict(n) for n in self._project_by_path(project_path).merge_requests[iid].notes]
 
     def run_adjourned_deletion(self, today: date | None = None) -> list[str]:
         """What GitLab's daily AdjournedProjectsDeletionCronWorker does: remove the projects
@@ -1193,6 +1267,62 @@ class GitLabStandIn(LoopbackServer):
             if call.params.get(name):
                 pipelines = [p for p in pipelines if getattr(p, name) == call.params[name]]
         return self._paginated(call, [self._pipeline_json(project, p) for p in pipelines])
+
+    # merge requests and their notes
+
+    def _merge_request_json(self, project: _Project, mr: _MergeRequest) -> dict[str, Any]:
+        return {
+            "id": mr.id,
+            "iid": mr.iid,
+            "project_id": project.id,
+            "title": mr.title,
+            "state": mr.state,
+            "source_branch": mr.source_branch,
+            "target_branch": mr.target_branch,
+            "labels": list(mr.labels),
+            "created_at": mr.created_at,
+            "web_url": f"{self._base_url}/{project.full_path}/-/merge_requests/{mr.iid}",
+        }
+
+    def _merge_request(self, call: _Call) -> tuple[_Project, _MergeRequest]:
+        project = self._project(call.args[0])
+        found = project.merge_requests.get(int(call.args[1])) if call.args[1].isdigit() else None
+        if found is None:
+            raise GitLabError(404, {"message": "404 Not found"})
+        return project, found
+
+    async def _get_merge_request(self, call: _Call) -> web.Response:
+        project, merge_request = self._merge_request(call)
+        return web.json_response(self._merge_request_json(project, merge_request))
+
+    async def _list_notes(self, call: _Call) -> web.Response:
+        _, merge_request = self._merge_request(call)
+        return self._paginated(call, list(reversed(merge_request.notes)))
+
+    async def _create_note(self, call: _Call) -> web.Response:
+        project, merge_request = self._merge_request(call)
+        body = call.params.get("body")
+        if not body:
+            raise _missing("body")
+        self._next_record_id += 1
+        note = {
+            "id": self._next_record_id,
+            "type": None,
+            "body": str(body),
+            "author": dict(self._user),
+            "created_at": _now(),
+            "updated_at": _now(),
+            "system": False,
+            "noteable_id": merge_request.id,
+            "noteable_type": "MergeRequest",
+            "noteable_iid": merge_request.iid,
+            "project_id": project.id,
+            "resolvable": False,
+            "confidential": False,
+            "internal": False,
+        }
+        merge_request.notes.append(note)
+        return web.json_response(note, status=201)
 
     async def _get_pipeline(self, call: _Call) -> web.Response:
         project = self._project(call.args[0])

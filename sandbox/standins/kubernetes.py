@@ -251,6 +251,18 @@ RESOURCES: tuple[Resource, ...] = (
         short_names=("netpol",),
     ),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", namespaced=True),
+    # Ingress is networking.k8s.io/v1, namespaced, with metadata.generation bumped on spec
+    # changes (https://kubernetes.io/docs/reference/kubernetes-api/service-resources/ingress-v1/,
+    # kubernetes pkg/registry/networking/ingress/strategy.go PrepareForUpdate); stored as sent.
+    Resource(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "Ingress",
+        namespaced=True,
+        tracks_generation=True,
+        short_names=("ing",),
+    ),
     Resource(
         "apps",
         "v1",

@@ -21,7 +21,7 @@ from kubernetes import client
 
 from adapters.kubernetes import KubernetesCluster, KubernetesClusters
 from kernel.errors import AdapterError
-from kernel.ports.systems import NamespaceSpec, RolloutStatus
+from kernel.ports.systems import NamespaceSpec, RolloutStatus, WorkloadSpec
 from sandbox.standins.kubernetes import KubernetesStandIn
 
 TOKEN = "kube-test-token"
@@ -571,3 +571,46 @@ async def test_a_role_binding_is_ensured_changed_and_deleted(env: Env) -> None:
         await env.cluster.ensure_role_binding(
             RoleBindingSpec(**{**wanted.__dict__, "namespace": "nowhere"})
         )
+
+
+async def test_ensure_workload_makes_the_deployment_and_ingress_then_only_sets_the_image(
+    env: Env,
+) -> None:
+    await env.cluster.ensure_namespace(spec())
+    workload = WorkloadSpec(
+        namespace=NS,
+        name="checkout",
+        image="registry.example.com/checkout:1",
+        labels={"platform.example.com/on-demand": "demo"},
+        host="demo.envs.example.com",
+        change_cause="env create 1",
+    )
+    made = await env.cluster.ensure_workload(workload)
+    assert made == ["Deployment/checkout", "Ingress/checkout"]
+    status = await env.cluster.rollout_status(NS, "checkout")
+    assert status.images == ("registry.example.com/checkout:1",)
+    [ingress] = env.blue.objects.list("ingresses", NS)
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "demo.envs.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": "checkout",
+        "port": {"number": 8080},
+    }
+    # again (a re-run after a crash): nothing; then a new version only sets the image
+    assert await env.cluster.ensure_workload(workload) == []
+    newer = WorkloadSpec(**{**workload.__dict__, "image": "registry.example.com/checkout:2"})
+    assert await env.cluster.ensure_workload(newer) == ["Deployment/checkout"]
+    status = await env.cluster.rollout_status(NS, "checkout")
+    assert status.images == ("registry.example.com/checkout:2",)
+    assert len(env.blue.objects.list("ingresses", NS)) == 1
+
+
+async def test_ensure_workload_refused_says_the_api_servers_message(env: Env) -> None:
+    await env.cluster.ensure_namespace(spec())
+    env.blue.fail_next("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", 403)
+    with pytest.raises(AdapterError) as caught:
+        await env.cluster.ensure_workload(
+            WorkloadSpec(namespace=NS, name="checkout", image="registry.example.com/c:1")
+        )
+    assert caught.value.message.startswith(f"deploying checkout in {NS} failed: ")
+    assert caught.value.status == 403

@@ -430,3 +430,38 @@ async def test_plain_rest_errors(gl: gitlab.Gitlab, standin: GitLabStandIn) -> N
     assert caught.value.response_code == 400
     assert caught.value.error_message == "A file with this name doesn't exist"
     assert standin.commits("platform/payments/checkout") == []
+
+
+async def test_merge_request_notes_as_the_notes_api_documents(
+    gl: gitlab.Gitlab, standin: GitLabStandIn
+) -> None:
+    """docs.gitlab.com api/notes.md "Create new merge request note": POST
+    /projects/:id/merge_requests/:merge_request_iid/notes with `body`; 201 and the note;
+    `body` missing is 400; an unknown merge request is 404 (api/merge_requests.md)."""
+    project = await new_project(gl)
+    opened = standin.open_merge_request(
+        "platform/payments/checkout", source_branch="feature/x", labels=["preview"]
+    )
+    assert opened["iid"] == 1 and opened["state"] == "opened"
+    merge_request = await call(project.mergerequests.get, 1)
+    assert merge_request.source_branch == "feature/x" and merge_request.labels == ["preview"]
+    note = await call(merge_request.notes.create, {"body": "Preview: https://x.example.com"})
+    assert note.body == "Preview: https://x.example.com"
+    assert note.noteable_type == "MergeRequest" and note.noteable_iid == 1
+    assert note.system is False
+    listed = await call(merge_request.notes.list, get_all=True)
+    assert [n.id for n in listed] == [note.id]
+    assert standin.notes("platform/payments/checkout", 1)[0]["body"].startswith("Preview:")
+
+    path = f"/projects/{project.id}/merge_requests/1/notes"
+    with pytest.raises(gitlab.exceptions.GitlabHttpError) as missing:  # python-gitlab checks
+        await call(gl.http_post, path, post_data={})  # `body` itself, so go around it
+    assert missing.value.response_code == 400
+    assert "body is missing" in str(missing.value)
+    unknown = project.mergerequests.get(99, lazy=True)
+    with pytest.raises(gitlab.exceptions.GitlabCreateError) as absent:
+        await call(unknown.notes.create, {"body": "x"})
+    assert absent.value.response_code == 404
+    merged = standin.set_merge_request("platform/payments/checkout", 1, state="merged")
+    assert merged["state"] == "merged"
+    assert (await call(project.mergerequests.get, 1)).state == "merged"

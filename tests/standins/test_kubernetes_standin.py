@@ -510,3 +510,37 @@ async def test_a_rolebindings_role_ref_cannot_change(kube: Kube) -> None:
     assert status["details"]["group"] == "rbac.authorization.k8s.io"
     still = await kube.call(kube.rbac.read_namespaced_role_binding, "temp", NS)
     assert still.role_ref.name == "view"
+
+
+async def test_ingresses_are_networking_v1_namespaced_with_a_generation(kube: Kube) -> None:
+    """networking.k8s.io/v1 Ingress (kubernetes.io/docs/reference/kubernetes-api/
+    service-resources/ingress-v1/): created 201 with generation 1, read back as sent,
+    a second create 409, a spec change bumps the generation
+    (pkg/registry/networking/ingress/strategy.go), gone with its namespace."""
+    await make_namespace(kube)
+    backend = client.V1IngressBackend(
+        service=client.V1IngressServiceBackend(
+            name="web", port=client.V1ServiceBackendPort(number=8080)
+        )
+    )
+    rule = client.V1IngressRule(
+        host="web.envs.example.com",
+        http=client.V1HTTPIngressRuleValue(
+            paths=[client.V1HTTPIngressPath(path="/", path_type="Prefix", backend=backend)]
+        ),
+    )
+    body = client.V1Ingress(
+        metadata=client.V1ObjectMeta(name="web"), spec=client.V1IngressSpec(rules=[rule])
+    )
+    made = await kube.call(kube.networking.create_namespaced_ingress, NS, body)
+    assert made.metadata.generation == 1
+    read = await kube.call(kube.networking.read_namespaced_ingress, "web", NS)
+    assert read.spec.rules[0].host == "web.envs.example.com"
+    assert read.spec.rules[0].http.paths[0].backend.service.port.number == 8080
+    again = await kube.error(kube.networking.create_namespaced_ingress, NS, body)
+    assert again.status == 409
+    patch = {"spec": {"rules": [{"host": "other.envs.example.com"}]}}
+    patched = await kube.call(kube.networking.patch_namespaced_ingress, "web", NS, patch)
+    assert patched.metadata.generation == 2
+    listed = await kube.call(kube.networking.list_namespaced_ingress, NS)
+    assert [i.metadata.name for i in listed.items] == ["web"]

@@ -64,7 +64,11 @@ def test_the_sample_config_is_valid() -> None:
         "prod-secrets",
         "prod-access",
         "prod-access-extend",
+        "large-environments",
+        "long-environments",
     ]
+    assert model.on_demand.ingress_domain == "envs.sandbox.example.com"
+    assert model.on_demand.teams["search"].cpu_budget == 2
 
 
 def test_the_sample_loads_from_its_file() -> None:
@@ -646,3 +650,19 @@ def test_a_service_channel_overrides_its_team_channel() -> None:
     catalog = Catalog(parse_platform_model(text))
 
     assert catalog.channel_of_service("search-api") == "#search-api"
+
+
+def test_on_demand_must_name_a_configured_template_and_teams() -> None:
+    text = SAMPLE.replace("  template: staging\n", "  template: stagin\n").replace(
+        "    search: {max_environments: 2", "    serch: {max_environments: 2"
+    )
+    _, problems = check_platform_text(text)
+    said = [str(p) for p in problems]
+    assert any("on_demand.template" in p and "stagin" in p for p in said), said
+    assert any("on_demand.teams.serch" in p for p in said), said
+
+
+def test_on_demand_default_size_must_be_a_size() -> None:
+    text = SAMPLE.replace("  default_size: small\n", "  default_size: huge\n")
+    _, problems = check_platform_text(text)
+    assert any("default_size 'huge'" in str(p) for p in problems), problems

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import aiohttp
 
 from sandbox.app.browser import BrowserUnavailable, open_browser
+from sandbox.app.console.merge_requests import HELP as MR_HELP
+from sandbox.app.console.merge_requests import MergeRequestError, MergeRequests
 from sandbox.app.console.repl import Console as SlackConsole
 from sandbox.app.stack import SandboxStack
 from sandbox.standins.slack_api import SlackUser
@@ -27,7 +29,7 @@ from sandbox.standins.slack_api import SlackUser
 PAGE_LINK = re.compile(r"<(https?://[^|>\s]+/secrets/set/[A-Za-z0-9_-]+)\|?")
 DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
 TAG = re.compile(r"<[^>]+>")
-COMMANDS = ("/open", "/advance")
+COMMANDS = ("/open", "/advance", "/mr")
 HELP = """\
 Pages and time:
   /open [n]            open the newest link to the bot's page (headless Chromium when
@@ -42,6 +44,7 @@ class BrowsingConsole(SlackConsole):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pages = PagesAndTime(self)
+        self.merge_requests = MergeRequests(self)
 
     def prompt(self) -> str:
         return self.pages.prompt() if self.pages.waiting else super().prompt()
@@ -57,18 +60,20 @@ class BrowsingConsole(SlackConsole):
         if not mine:
             handled = await super().handle(line)
             if word == "/help":
-                for help_line in HELP.splitlines():
+                for help_line in [*HELP.splitlines(), *MR_HELP.splitlines()]:
                     self.say(help_line)
             return handled
         self.output, self.last_command = [], stripped
         try:
-            if word in COMMANDS:
+            if word == "/mr":
+                await self.merge_requests.command(rest)
+            elif word in COMMANDS:
                 await self.pages.command(word, rest)
             elif word == "/cancel":
                 await self.pages.cancel()
             else:
                 await self.pages.answer(stripped.removeprefix("\\"))
-        except PageError as exc:
+        except (PageError, MergeRequestError) as exc:
             self.problem(str(exc))
         return True
 
