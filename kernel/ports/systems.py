@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, overload
 
 from kernel.errors import NotConfigured
+from kernel.ports.backups import BackupSystems
 from kernel.ports.clusters import (
     SERVICE_LABEL,
     Cluster,
@@ -51,6 +52,7 @@ class Adapters:
     alertmanager: AlertSilences | None = None
     prometheus: MetricsQuery | None = None
     grafana: DashboardLinks | None = None
+    velero: BackupSystems | None = None
 
     @overload
     def require(self, name: Literal["gitlab"]) -> CodeHost: ...
@@ -66,6 +68,8 @@ class Adapters:
     def require(self, name: Literal["prometheus"]) -> MetricsQuery: ...
     @overload
     def require(self, name: Literal["grafana"]) -> DashboardLinks: ...
+    @overload
+    def require(self, name: Literal["velero"]) -> BackupSystems: ...
 
     def require(self, name: SystemName) -> object:
         """The adapter called `name`, or NotConfigured saying which settings it needs."""
@@ -77,7 +81,7 @@ class Adapters:
 
 
 SystemName = Literal[
-    "gitlab", "kubernetes", "vault", "argocd", "alertmanager", "prometheus", "grafana"
+    "gitlab", "kubernetes", "vault", "argocd", "alertmanager", "prometheus", "grafana", "velero"
 ]
 
 SYSTEMS: dict[str, tuple[str, str]] = {
@@ -88,6 +92,7 @@ SYSTEMS: dict[str, tuple[str, str]] = {
     "alertmanager": ("Alertmanager", "ALERTMANAGER_URL"),
     "prometheus": ("Prometheus", "PROMETHEUS_URL"),
     "grafana": ("Grafana", "GRAFANA_URL"),
+    "velero": ("Velero", "KUBECONFIG or in-cluster credentials, and Velero in the cluster"),
 }
 """Each system's name for people, and the settings that configure it."""
 
