@@ -25,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import features.access
 import features.alerts
 import features.approvals
+import features.backups
 import features.general
 import features.new_service
 import features.pipelines
@@ -236,6 +237,7 @@ def build_app(
     secret_desk = features.secrets.build(ports, db, clock=clock, public_url=public_url)
     features.secrets.register(registry, secret_desk)
     features.access.register(registry, features.access.build(ports, db, clock=clock))
+    features.backups.register(registry)
 
     engine.register([*registry.build_executors(ports), *executors])
     for kind, handler in registry.timers.items():

@@ -200,6 +200,21 @@ class AccessSettings(_Strict):
     warn_before_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
 
+class BackupSettings(_Strict):
+    """Backups with Velero (`/platform backup`, `backups`, `restore`; new-service's Schedule)."""
+
+    schedule: str = "0 3 * * *"
+    """Cron of the daily Velero Schedule new-service makes (UTC)."""
+    scheduled_environments: tuple[str, ...] = ("prod",)
+    """Environments whose namespaces get that Schedule."""
+    retention_hours: int = Field(default=720, ge=1, le=24 * 400)
+    """How long scheduled backups are kept (the Schedule's `spec.template.ttl`)."""
+    default_ttl_hours: int = Field(default=720, ge=1, le=24 * 400)
+    """`/platform backup` without `--ttl`."""
+    max_ttl_hours: int = Field(default=24 * 90, ge=1, le=24 * 400)
+    """The longest `--ttl` anyone may ask for."""
+
+
 class PlatformModel(_Strict):
     """The whole of platform.yml."""
 
@@ -210,3 +225,4 @@ class PlatformModel(_Strict):
     approval_policies: tuple[ApprovalPolicy, ...] = ()
     templates_dir: str = "templates"
     access: AccessSettings = AccessSettings()
+    backups: BackupSettings = BackupSettings()

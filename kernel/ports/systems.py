@@ -92,7 +92,7 @@ SYSTEMS: dict[str, tuple[str, str]] = {
     "alertmanager": ("Alertmanager", "ALERTMANAGER_URL"),
     "prometheus": ("Prometheus", "PROMETHEUS_URL"),
     "grafana": ("Grafana", "GRAFANA_URL"),
-    "velero": ("Velero", "KUBECONFIG or in-cluster credentials, and Velero in the cluster"),
+    "velero": ("Velero", "KUBECONFIG or in-cluster credentials, with Velero in the clusters"),
 }
 """Each system's name for people, and the settings that configure it."""
 

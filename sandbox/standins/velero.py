@@ -173,6 +173,9 @@ class VeleroStandIn:
         self._offset = timedelta()
         self.failing_items: dict[str, str] = {}
         """``"<plural>/<namespace>/<name>"`` -> the error a backup or restore of it meets."""
+        self.warning_items: dict[str, str] = {}
+        """``"<plural>/<namespace>/<name>"`` -> a warning a restore of it meets (as Velero
+        warns of fields it dropped or objects it could not patch)."""
         self.fail_next_backup: str | None = None
         """A failureReason: the next backup to run fails as a whole."""
 
@@ -562,6 +565,8 @@ class VeleroStandIn:
             except ApiError as error:
                 plan.errors.append(f"{key}: {error.message}")
                 continue
+            if key in self.warning_items:
+                plan.warnings.append(f"{key}: {self.warning_items[key]}")
             restored += 1
         return restored
 
