@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 
 from catalog.load import did_you_mean
 from features.backups.actions import RestoreCopy, RestoreOver, TakeBackup, hours_text, parse_ttl
-from features.backups.executors import selector_of
 from features.backups.render import backup_line, schedule_line, where_is_storage
 from features.kit.commands import Arguments, Command, CommandContext
 from features.kit.context import Context
@@ -21,7 +20,7 @@ from features.kit.rights import Place, lookup_place, require_owner_or_admin
 from kernel.errors import AdapterError, ChangeRefused, UsageError, adapter_call
 from kernel.interactions import Reply
 from kernel.mrkdwn import code, escape
-from kernel.ports.backups import BackupInfo, ClusterBackups
+from kernel.ports.backups import BackupInfo, ClusterBackups, backup_selector, schedule_name
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 SHOWN = 15
@@ -34,10 +33,6 @@ def velero_of(ctx: Context, place: Place) -> tuple[ClusterBackups, str]:
         return ctx.adapters.require("velero").backups(cluster), cluster
     except AdapterError as exc:
         raise UsageError(f"{escape(str(exc))}.") from None
-
-
-def schedule_name(service: str, env: str) -> str:
-    return f"{service}-{env}-daily"
 
 
 async def storage_ready(velero: ClusterBackups, name: str) -> None:
@@ -111,7 +106,7 @@ class BackupsCommand(Command):
         place = lookup_place(ctx, service, env)
         velero, _ = velero_of(ctx, place)
         found = await adapter_call(
-            velero.backups(selector=selector_of(place.service, place.env)),
+            velero.backups(selector=backup_selector(place.service, place.env)),
             reading=f"the backups of {place.service} in {place.env}",
         )
         schedule = await adapter_call(
@@ -196,7 +191,7 @@ class RestoreCommand(Command):
         found = await adapter_call(velero.backup(name), reading=f"backup {name}")
         if found is None or source not in found.namespaces:
             known = await adapter_call(
-                velero.backups(selector=selector_of(place.service, place.env)),
+                velero.backups(selector=backup_selector(place.service, place.env)),
                 reading=f"the backups of {place.service} in {place.env}",
             )
             hint = did_you_mean(name, [b.name for b in known]).replace("'", "`")

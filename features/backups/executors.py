@@ -21,20 +21,8 @@ from features.kit.context import Ports
 from kernel.actions import Action, Executor, Step, StepContext
 from kernel.errors import StepFailed, adapter_call
 from kernel.mrkdwn import code
-from kernel.ports.backups import BackupInfo, ClusterBackups, RestoreInfo
+from kernel.ports.backups import BackupInfo, ClusterBackups, RestoreInfo, backup_labels
 from kernel.ports.platform import AuditEntry
-
-MANAGED = {"app.kubernetes.io/managed-by": "platform-bot"}
-SERVICE_LABEL = "platform.example.com/service"
-ENV_LABEL = "platform.example.com/environment"
-
-
-def labels_of(service: str, env: str) -> dict[str, str]:
-    return {**MANAGED, SERVICE_LABEL: service, ENV_LABEL: env}
-
-
-def selector_of(service: str, env: str) -> str:
-    return f"{SERVICE_LABEL}={service},{ENV_LABEL}={env}"
 
 
 @dataclass
@@ -114,7 +102,7 @@ class BackupExecutor(_BackupsExecutor):
                     name=action.backup_name,
                     namespace=action.namespace,
                     ttl=f"{action.ttl_hours}h0m0s",
-                    labels={**labels_of(action.service, action.env)},
+                    labels=backup_labels(action.service, action.env),
                 )
             )
             await self.audit(context, "backup.started", {"backup": made.name})
@@ -178,7 +166,7 @@ class RestoreExecutor(_BackupsExecutor):
                         else {action.source_namespace: action.target_namespace}
                     ),
                     existing_policy=action.existing_policy,
-                    labels=labels_of(action.service, action.env),
+                    labels=backup_labels(action.service, action.env),
                 )
             )
             await self.audit(context, "restore.started", {"restore": made.name})

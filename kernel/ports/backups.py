@@ -17,6 +17,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+SERVICE_LABEL = "platform.example.com/service"
+ENV_LABEL = "platform.example.com/environment"
+
+
+def backup_labels(service: str, env: str) -> dict[str, str]:
+    """The labels on every Backup, Restore and Schedule the bot makes for a service."""
+    return {"app.kubernetes.io/managed-by": "platform-bot", SERVICE_LABEL: service, ENV_LABEL: env}
+
+
+def backup_selector(service: str, env: str) -> str:
+    """A label selector for a service's Backups in an environment (scheduled ones too)."""
+    return f"{SERVICE_LABEL}={service},{ENV_LABEL}={env}"
+
+
+def schedule_name(service: str, env: str) -> str:
+    """The daily Schedule new-service makes for a service in an environment."""
+    return f"{service}-{env}-daily"
+
+
 FINISHED = frozenset({"Completed", "PartiallyFailed", "Failed", "FailedValidation"})
 """Phases after which Velero does nothing more with a Backup or Restore."""
 RESTORABLE = frozenset({"Completed", "PartiallyFailed"})

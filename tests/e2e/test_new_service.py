@@ -238,6 +238,12 @@ async def test_a_service_from_the_modal_to_everything_it_needs(
         assert (secrets.kv_exists, secrets.policy_exists, secrets.role_exists) == (True,) * 3
 
     assert stack.bot.ports.catalog.service("invoices").repository == "payments/invoices"
+    [schedule] = stack.clusters["sandbox-prod"].velero.all("schedules")  # prod only (platform.yml)
+    assert schedule["metadata"]["name"] == "invoices-prod-daily"
+    assert schedule["spec"]["schedule"] == "0 3 * * *"
+    assert schedule["spec"]["template"]["includedNamespaces"] == ["invoices-prod"]
+    assert schedule["spec"]["template"]["ttl"] == "720h0m0s"
+    assert stack.clusters["sandbox-staging"].velero.all("schedules") == []
     announcement = next(
         m for m in stack.slack.messages["C01PAYMENTS"] if m.text.startswith(":rocket:")
     )
@@ -366,7 +372,13 @@ async def test_gitlab_500_then_retry_then_a_failure_then_clean_up_leaves_nothing
     await stack.sender.block_actions(
         user="alice", action_id="newservice.cleanup", channel="C01PAYMENTS", message_ts=failed.ts
     )
-    await progress(stack, "ledger", "*Done*", containing="Delete the GitLab project")
+    assert stack.clusters["sandbox-prod"].velero.get("schedules", "ledger-prod-daily")
+    cleaned = await progress(stack, "ledger", "*Done*", containing="Delete the GitLab project")
+    said = "\n".join(lines_of(cleaned))
+    assert "backup schedule ledger-prod-daily deleted" in said
+    assert "its backups stay until they expire (the last on " in said
+    assert stack.clusters["sandbox-prod"].velero.all("schedules") == []
+    assert stack.clusters["sandbox-prod"].velero.all("backups")  # kept until they expire
     # the failed Run was closed for good: no Retry that would provision it again
     closed = await progress(stack, "ledger", "*Cancelled*", containing="closed to clean up")
     assert not [b for b in closed.blocks if b["type"] == "actions"]
