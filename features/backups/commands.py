@@ -126,14 +126,15 @@ class BackupsCommand(Command):
 class RestoreCommand(Command):
     """Restore a backup: into a new namespace to look at it, or over one, after approval.
 
-    `/platform restore checkout prod <backup>` restores into a fresh namespace
+    `/platform restore checkout prod <backup>` (or `latest`: the newest Completed or
+    PartiallyFailed one) restores into a fresh namespace
     (`checkout-prod-restore-...`): nothing is overwritten. To put a backup back over an
     existing namespace, name it: `--into checkout-prod`; what the backup holds then
     replaces what is there, after the approvals policy asks for (prod: another person).
     """
 
     name = "restore"
-    usage = '<service> <env> <backup> [--into <namespace>] [--reason "..."]'
+    usage = '<service> <env> <backup>|latest [--into <namespace>] [--reason "..."]'
 
     async def run(self, ctx: CommandContext, args: Arguments) -> Reply:
         into = args.option("into")
@@ -188,6 +189,8 @@ class RestoreCommand(Command):
     async def _backup(
         self, velero: ClusterBackups, place: Place, source: str, name: str
     ) -> BackupInfo:
+        if name == "latest":
+            return await self._latest(velero, place)
         found = await adapter_call(velero.backup(name), reading=f"backup {name}")
         if found is None or source not in found.namespaces:
             known = await adapter_call(
@@ -211,6 +214,16 @@ class RestoreCommand(Command):
                 "Pick a Completed one from `/platform backups`."
             )
         return found
+
+    async def _latest(self, velero: ClusterBackups, place: Place) -> BackupInfo:
+        known = await adapter_call(
+            velero.backups(selector=backup_selector(place.service, place.env)),
+            reading=f"the backups of {place.service} in {place.env}",
+        )
+        for backup in known:  # newest first
+            if backup.restorable:
+                return backup
+        raise UsageError(f"{place.where} has no Completed backup to restore yet.")
 
     async def _existing(self, ctx: Context, cluster: str, namespace: str) -> bool:
         try:

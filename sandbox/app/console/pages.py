@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from sandbox.app.browser import BrowserUnavailable, open_browser
+from sandbox.app.console.faults import FaultError, velero_fault
 from sandbox.app.console.repl import Console as SlackConsole
 from sandbox.app.stack import SandboxStack
 from sandbox.standins.slack_api import SlackUser
@@ -27,12 +28,14 @@ from sandbox.standins.slack_api import SlackUser
 PAGE_LINK = re.compile(r"<(https?://[^|>\s]+/secrets/set/[A-Za-z0-9_-]+)\|?")
 DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
 TAG = re.compile(r"<[^>]+>")
-COMMANDS = ("/open", "/advance")
+COMMANDS = ("/open", "/advance", "/velero")
 HELP = """\
 Pages and time:
   /open [n]            open the newest link to the bot's page (headless Chromium when
                        installed); the next line is the value to submit (/cancel: don't)
-  /advance <duration>  move the bot's clock (2h, 15m): timers and expiries follow"""
+  /advance <duration>  move the bot's clock (2h, 15m): timers and expiries follow
+  /velero fail-item <env> <plural>/<ns>/<name> <error> | location <env> Unavailable [why]
+                       make Velero's stand-in meet an item error or lose its storage"""
 
 
 class BrowsingConsole(SlackConsole):
@@ -106,7 +109,12 @@ class PagesAndTime:
         return "  (page) type the value> "
 
     async def command(self, word: str, rest: str) -> None:
-        if word == "/advance":
+        if word == "/velero":
+            try:
+                self.console.say(velero_fault(self.console.stack, rest))
+            except FaultError as exc:
+                raise PageError(str(exc)) from None
+        elif word == "/advance":
             await self.advance(rest)
         else:
             await self.open(rest)
@@ -120,6 +128,9 @@ class PagesAndTime:
         days, hours, minutes = (int(g) if g else 0 for g in match.groups())
         stack = self.console.stack
         stack.clock.advance(timedelta(days=days, hours=hours, minutes=minutes))
+        for cluster in stack.clusters.values():  # Velero's clock too: expiry, schedules
+            if cluster.velero is not None:
+                cluster.velero.advance(((days * 24 + hours) * 60 + minutes) * 60)
         fired = await stack.bot.timers.fire_due()
         self.console.say(
             f"(the bot's clock is now {stack.clock.now():%H:%M} UTC; {fired} timer(s) fired)"
