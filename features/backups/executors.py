@@ -153,7 +153,8 @@ class RestoreExecutor(_BackupsExecutor):
                     f"backup {code(action.backup_name)} is {backup.phase or 'New'}; only a "
                     "Completed or PartiallyFailed backup can be restored"
                 )
-            return {"location": await self.check_location(velero, backup.storage_location)}
+            location = backup.storage_location or "default"
+            return {"location": await self.check_location(velero, location)}
 
         async def create(context: StepContext) -> dict[str, Any]:
             made = await adapter_call(
