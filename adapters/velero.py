@@ -113,6 +113,7 @@ class VeleroBackups:
         self.name = name
         self.namespace = namespace
         self._custom: Any = client.CustomObjectsApi(api)
+        self._core: Any = client.CoreV1Api(api)
         self._timeout = timeout
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -204,15 +205,49 @@ class VeleroBackups:
         namespace_mapping: dict[str, str],
         existing_policy: str,
         labels: dict[str, str],
+        resource_modifier: str | None = None,
     ) -> RestoreInfo:
         spec: dict[str, Any] = {"backupName": backup, "existingResourcePolicy": existing_policy}
         if namespace_mapping:
             spec["namespaceMapping"] = namespace_mapping
+        if resource_modifier:
+            spec["resourceModifier"] = {"kind": "ConfigMap", "name": resource_modifier}
         body = {"metadata": {"name": name, "labels": labels}, "spec": spec}
         made = await self._call(
             f"creating restore {name}", lambda: self._create("restores", "Restore", body)
         )
         return restore_info(made)
+
+    def _ensure_config_map(self, name: str, rules: str) -> bool:
+        data = {"rules": rules}
+        try:
+            current = self._core.read_namespaced_config_map(
+                name, self.namespace, _request_timeout=self._timeout
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(
+                    name=name, labels={"app.kubernetes.io/managed-by": "platform-bot"}
+                ),
+                data=data,
+            )
+            self._core.create_namespaced_config_map(
+                self.namespace, body, _request_timeout=self._timeout
+            )
+            return True
+        if (current.data or {}) == data:
+            return False
+        self._core.patch_namespaced_config_map(
+            name, self.namespace, {"data": data}, _request_timeout=self._timeout
+        )
+        return True
+
+    async def ensure_resource_modifier(self, name: str, rules: str) -> bool:
+        return await self._call(
+            f"writing resource modifiers {name}", lambda: self._ensure_config_map(name, rules)
+        )
 
     async def restore(self, name: str) -> RestoreInfo | None:
         found = await self._call(f"reading restore {name}", lambda: self._get("restores", name))

@@ -97,6 +97,12 @@ class RestoreCopy(BackupChange):
     def existing_policy(self) -> str:
         return "none"
 
+    @property
+    def scaled_to_zero(self) -> bool:
+        """A copy's Deployments come up with 0 replicas (a Velero resource modifier): it
+        holds the service's Secrets, so its pods would talk to the live database."""
+        return self.target_namespace != self.source_namespace
+
     def affected_environment(self) -> EnvironmentName | None:
         return None  # a new namespace: nothing that runs changes
 
@@ -115,6 +121,8 @@ class RestoreCopy(BackupChange):
             f"({self.backup_phase}, {self.items} items) into the *new* namespace "
             f"{code(self.target_namespace)} (cluster {code(self.cluster)})",
             f"Nothing is overwritten: {code(self.source_namespace)} is left as it is.",
+            "Its Deployments come up with 0 replicas, so nothing in the copy serves or talks "
+            "to the live database; scale up what you need.",
         ]
 
 
@@ -143,4 +151,9 @@ class RestoreOver(RestoreCopy):
             "(Velero `existingResourcePolicy: update`); objects made since the backup stay.",
             "The service's database is not rolled back by this: its dump is restored "
             "separately (docs/backups.md).",
+            *(
+                ["Its Deployments come up with 0 replicas (a copy); scale up what you need."]
+                if self.scaled_to_zero
+                else []
+            ),
         ]

@@ -21,7 +21,14 @@ from features.kit.context import Ports
 from kernel.actions import Action, Executor, Step, StepContext
 from kernel.errors import StepFailed, adapter_call
 from kernel.mrkdwn import code
-from kernel.ports.backups import BackupInfo, ClusterBackups, RestoreInfo, backup_labels
+from kernel.ports.backups import (
+    SCALE_TO_ZERO,
+    SCALE_TO_ZERO_RULES,
+    BackupInfo,
+    ClusterBackups,
+    RestoreInfo,
+    backup_labels,
+)
 from kernel.ports.platform import AuditEntry
 
 
@@ -157,6 +164,12 @@ class RestoreExecutor(_BackupsExecutor):
             return {"location": await self.check_location(velero, location)}
 
         async def create(context: StepContext) -> dict[str, Any]:
+            modifier = None
+            if action.scaled_to_zero:
+                await adapter_call(
+                    velero.ensure_resource_modifier(SCALE_TO_ZERO, SCALE_TO_ZERO_RULES)
+                )
+                modifier = SCALE_TO_ZERO
             made = await adapter_call(
                 velero.create_restore(
                     name=action.restore_name,
@@ -168,6 +181,7 @@ class RestoreExecutor(_BackupsExecutor):
                     ),
                     existing_policy=action.existing_policy,
                     labels=backup_labels(action.service, action.env),
+                    resource_modifier=modifier,
                 )
             )
             await self.audit(context, "restore.started", {"restore": made.name})

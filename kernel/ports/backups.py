@@ -31,6 +31,19 @@ def backup_selector(service: str, env: str) -> str:
     return f"{SERVICE_LABEL}={service},{ENV_LABEL}={env}"
 
 
+SCALE_TO_ZERO = "platform-bot-scale-to-zero"
+"""The resource modifiers a restore copy is made with: its Deployments get 0 replicas."""
+SCALE_TO_ZERO_RULES = """\
+version: v1
+resourceModifierRules:
+  - conditions:
+      groupResource: deployments.apps
+      resourceNameRegex: ".*"
+    mergePatches:
+      - patchData: '{"spec": {"replicas": 0}}'
+"""
+
+
 def schedule_name(service: str, env: str) -> str:
     """The daily Schedule new-service makes for a service in an environment."""
     return f"{service}-{env}-daily"
@@ -145,7 +158,15 @@ class ClusterBackups(Protocol):
         namespace_mapping: dict[str, str],
         existing_policy: str,
         labels: dict[str, str],
-    ) -> RestoreInfo: ...
+        resource_modifier: str | None = None,
+    ) -> RestoreInfo:
+        """`resource_modifier`: a ConfigMap in Velero's namespace made by
+        `ensure_resource_modifier`, whose rules patch what is restored."""
+        ...
+
+    async def ensure_resource_modifier(self, name: str, rules: str) -> bool:
+        """The ConfigMap of Velero resource modifier rules (YAML); True when it changed."""
+        ...
 
     async def restore(self, name: str) -> RestoreInfo | None: ...
 

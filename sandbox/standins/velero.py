@@ -50,11 +50,13 @@ what a controller that runs all the time would have done by then.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import yaml
 from aiohttp import web
 
 from sandbox.standins.kubernetes import (
@@ -183,6 +185,8 @@ class VeleroStandIn:
         """Serve the API through ``kube``, with an Available default location."""
         self.kube = kube
         kube.velero = self
+        if kube.objects.get("namespaces", None, self.namespace) is None:
+            kube._create(resource("namespaces"), "", {"metadata": {"name": self.namespace}})
         if self.get("backupstoragelocations", "default") is None:
             self.add_location("default")
         return self
@@ -410,6 +414,7 @@ class VeleroStandIn:
         plan = self._plans.get(("backups", name))
         if status.get("phase") != "InProgress" or plan is None:
             return
+        # backup_types.go BackupProgress: best-effort counts while InProgress
         done = self._fraction(plan, now)
         total = len(plan.items)
         status["progress"] = {"totalItems": total, "itemsBackedUp": int(total * done)}
@@ -419,6 +424,7 @@ class VeleroStandIn:
         if plan.failure is not None:
             status.update(phase="Failed", failureReason=plan.failure)
             return
+        # backup_controller.go runBackup: errors -> PartiallyFailed, else Completed
         status["progress"]["itemsBackedUp"] = total - len(plan.errors)
         failed = {error.split(": ", 1)[0] for error in plan.errors}
         self._contents[name] = [i for i in plan.items if _key(*i) not in failed]
@@ -490,6 +496,17 @@ class VeleroStandIn:
                     ],
                 )
                 return
+            modifier = spec.get("resourceModifier") or {}
+            if modifier and self._modifiers(modifier.get("name", "")) is None:
+                # restore_controller.go validateAndComplete: the ConfigMap must exist
+                status.update(
+                    phase="FailedValidation",
+                    validationErrors=[
+                        "failed to get resource modifiers configmap "
+                        f"{self.namespace}/{modifier.get('name', '')}"
+                    ],
+                )
+                return
             items = self._contents.get(backup["metadata"]["name"])
             new = _Plan(started=now, ends=now + self._duration(len(items or [])), items=items or [])
             if items is None:
@@ -516,6 +533,8 @@ class VeleroStandIn:
         if plan.failure is not None:
             status.update(phase="Failed", failureReason=plan.failure)
             return
+        # restore_controller.go runValidatedRestore: errors -> PartiallyFailed; warnings
+        # are counted in status.warnings, the details stay in the restore's results file
         restored = self._write(plan, spec)
         status["progress"]["itemsRestored"] = restored
         if plan.warnings:
@@ -549,6 +568,7 @@ class VeleroStandIn:
             meta["namespace"] = target
             meta.setdefault("labels", {})["velero.io/restore-name"] = spec.get("backupName", "")
             body.pop("status", None)
+            self._modify(res, body, spec.get("resourceModifier") or {})
             current = kube.objects.get(plural, target, name)
             try:
                 if current is None:
@@ -570,7 +590,36 @@ class VeleroStandIn:
             restored += 1
         return restored
 
+    def _modifiers(self, name: str) -> list[Obj] | None:
+        """The rules of a resource modifiers ConfigMap in Velero's namespace (internal/
+        resourcemodifiers/resource_modifiers.go: one data key holding YAML)."""
+        if self.kube is None or not name:
+            return None
+        found = self.kube.objects.get("configmaps", self.namespace, name)
+        if found is None or len(found.get("data") or {}) != 1:
+            return None
+        parsed = yaml.safe_load(next(iter(found["data"].values()))) or {}
+        rules: list[Obj] = parsed.get("resourceModifierRules") or []
+        return rules
+
+    def _modify(self, res: Resource, body: Obj, modifier: Obj) -> None:
+        """Apply the rules whose groupResource and resourceNameRegex match; this controller
+        knows ``mergePatches`` (json_merge_patch.go), not JSON or strategic patches."""
+        for rule in self._modifiers(modifier.get("name", "")) or []:
+            conditions = rule.get("conditions") or {}
+            if conditions.get("groupResource") != res.qualified:
+                continue
+            pattern = conditions.get("resourceNameRegex") or ".*"
+            if not re.fullmatch(pattern, body["metadata"]["name"]):
+                continue
+            for patch in rule.get("mergePatches") or []:
+                merged = merge_patch(body, json.loads(patch.get("patchData") or "{}"))
+                body.clear()
+                body.update(merged)
+
     def _schedule(self, obj: Obj, now: datetime) -> None:
+        # schedule_controller.go: parse the cron (FailedValidation if it does not), run at
+        # once unless skipImmediately, then when due: getBackup -> TimestampedName
         spec, status = obj["spec"], obj["status"]
         try:
             period, at = cron_interval(spec.get("schedule", ""))

@@ -230,6 +230,15 @@ async def test_restore_into_a_new_namespace_runs_without_approval(
     assert target.startswith("checkout-prod-restore-")
     copied = stack.clusters[PROD].objects.get("configmaps", target, "flags")
     assert copied is not None and copied["data"] == {"k": "flags"}
+    # the copy holds the service's Secrets: its Deployments come up with 0 replicas
+    assert restore["spec"]["resourceModifier"] == {
+        "kind": "ConfigMap",
+        "name": "platform-bot-scale-to-zero",
+    }
+    deployment = stack.clusters[PROD].objects.get("deployments", target, "checkout")
+    assert deployment is not None and deployment["spec"]["replicas"] == 0
+    live = stack.clusters[PROD].objects.get("deployments", NS, "checkout")
+    assert live is not None and live["spec"]["replicas"] == 2
     said = await eventually(
         lambda: progress(stack, "C01PAYMENTS", "*Completed*: 4/4 items restored")
     )

@@ -290,3 +290,47 @@ def test_durations_and_cron_as_velero_writes_them() -> None:
         parse_duration("ten")
     assert cron_interval("@every 6h")[0].total_seconds() == 6 * 3600
     assert cron_interval("30 2 * * *")[1] == (2, 30)
+
+
+async def test_a_resource_modifier_patches_what_is_restored(rig: Rig) -> None:
+    await asyncio.to_thread(
+        client.AppsV1Api(rig.custom.api_client).create_namespaced_deployment,
+        NS,
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "web:1"}]},
+                },
+            },
+        },
+    )
+    await rig.create("backups", backup("b1"))
+    await rig.settle("backups", "b1")
+    modifier = {"kind": "ConfigMap", "name": "zero"}
+    missing = await rig.create("restores", restore("r0", "b1", resourceModifier=modifier))
+    assert missing["status"]["validationErrors"] == [
+        "failed to get resource modifiers configmap velero/zero"
+    ]
+    rules = (
+        "version: v1\n"
+        "resourceModifierRules:\n"
+        "- conditions: {groupResource: deployments.apps, resourceNameRegex: '.*'}\n"
+        '  mergePatches: [{patchData: \'{"spec": {"replicas": 0}}\'}]\n'
+    )
+    await asyncio.to_thread(
+        rig.core.create_namespaced_config_map,
+        VNS,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="zero"), data={"rules": rules}),
+    )
+    await rig.create(
+        "restores",
+        restore("r1", "b1", namespaceMapping={NS: "copy"}, resourceModifier=modifier),
+    )
+    assert (await rig.settle("restores", "r1"))["status"]["phase"] == "Completed"
+    copied = rig.kube.objects.get("deployments", "copy", "web")
+    assert copied is not None and copied["spec"]["replicas"] == 0
+    assert (rig.kube.objects.get("configmaps", "copy", "flags") or {})["data"] == {"k": "flags"}
