@@ -36,7 +36,9 @@ from kernel.ports.platform import AuditEntry
 class Watching:
     """How often to look at a Backup or Restore, and for how long at most."""
 
-    poll_seconds: float = 2.0
+    poll_seconds: float = 5.0
+    """The longest pause between two looks; the first looks come sooner (0.25 s, then
+    doubling), so a short backup is reported at once and a long one polled gently."""
     timeout_seconds: float = 6 * 3600.0
 
 
@@ -62,7 +64,7 @@ class _BackupsExecutor:
     ) -> Any:
         """Read until Velero is done with it; report each change of the progress line."""
         deadline = time.monotonic() + self.watching.timeout_seconds
-        said = ""
+        said, pause = "", 0.25
         while True:
             found = await adapter_call(read())
             if found is None:
@@ -79,7 +81,8 @@ class _BackupsExecutor:
                     f"{self.watching.timeout_seconds / 3600:g}h; Velero goes on with it, "
                     "and `/platform backups` shows how it ends"
                 )
-            await asyncio.sleep(self.watching.poll_seconds)
+            await asyncio.sleep(min(pause, self.watching.poll_seconds))
+            pause *= 2
 
     async def audit(self, context: StepContext, event: str, detail: dict[str, Any]) -> None:
         await self.ports.audit.record(
