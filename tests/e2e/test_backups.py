@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.bootstrap import build_app
 from engine.db import AuditRow, RunRow, utcnow
-from features.backups.executors import BackupExecutor
+from features.backups.executors import BackupExecutor, RestoreExecutor
 from sandbox.app.stack import KUBERNETES_TOKEN, SandboxStack, sandbox_stack
 from sandbox.standins.velero import VeleroStandIn
 from tests.harness import Chat, eventually
@@ -343,3 +343,28 @@ async def test_two_restores_of_one_namespace_never_run_at_once(
     second = await chat.say(f"/platform restore checkout prod {name} --into checkout-copy")
     assert "checkout-copy" in second.text and "Restoring" not in second.text, second.text
     assert len(velero(stack).all("restores")) <= 1
+
+
+async def test_a_restore_velero_refuses_fails_the_run_in_its_words(
+    stack: SandboxStack, chat: Chat
+) -> None:
+    """The location goes Unavailable between the bot's check and the Restore: Velero marks
+    it FailedValidation (restore_controller.go), and the Run fails saying so."""
+    made = await take_backup(stack, chat)
+    standin = velero(stack)
+    executor = stack.bot.engine.executors["backup.restore-copy"]
+    assert isinstance(executor, RestoreExecutor)
+    original = executor.check_location
+
+    async def check_then_lose(velero: Any, name: str) -> str:
+        phase = await original(velero, name)
+        standin.add_location("default", phase="Unavailable")
+        return phase
+
+    executor.check_location = check_then_lose  # type: ignore[method-assign]
+    await chat.say(f"/platform restore checkout prod {made['metadata']['name']}")
+    assert await settled(stack, "backup.restore-copy") == ["failed"]
+    said = await eventually(lambda: progress(stack, "C01PAYMENTS", "Velero refused Restore"))
+    assert "The BSL default is unavailable, cannot retrieve the backup" in text_of(said)
+    [restore] = standin.all("restores")
+    assert restore["status"]["phase"] == "FailedValidation"
