@@ -454,6 +454,10 @@ class KubernetesClusters:
     def contexts(self) -> list[str]:
         return sorted(self._clusters)
 
+    def api_client(self, context: str) -> client.ApiClient:
+        """The ApiClient of a context, for the other adapters on the same clusters (Velero)."""
+        return self._clusters[context]._api
+
     def close(self) -> None:
         """Close every cluster's connections."""
         for cluster in self._clusters.values():

@@ -27,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import features.access
 import features.alerts
 import features.approvals
+import features.backups
 import features.environments
 import features.general
 import features.new_service
@@ -265,6 +266,7 @@ def build_app(
     features.access.register(registry, features.access.build(ports, db, clock=clock))
     environments = features.environments.build(ports, db, clock=clock)
     pipelines.merge_requests = features.environments.register(registry, environments)
+    features.backups.register(registry)
 
     engine.register([*registry.build_executors(ports), *executors])
     for kind, handler in registry.timers.items():

@@ -57,6 +57,9 @@ def build_adapters(settings: Settings, catalog: Catalog) -> Adapters:
         clusters = sorted({env.cluster for env in catalog.model.environments.values()})
         try:
             found["kubernetes"] = KubernetesClusters.from_kubeconfig(kubeconfig, contexts=clusters)
+            from adapters.velero import VeleroClusters
+
+            found["velero"] = VeleroClusters(found["kubernetes"])
         except AdapterError as exc:
             raise StartupError(
                 f"{exc.message}. Each environment's `cluster` in PLATFORM_CONFIG must be a "

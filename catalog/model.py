@@ -288,6 +288,20 @@ class OnDemandSettings(_Strict):
             raise ValueError("default_ttl_hours is more than max_ttl_hours")
         return self
 
+class BackupSettings(_Strict):
+    """Backups with Velero (`/platform backup`, `backups`, `restore`; new-service's Schedule)."""
+
+    schedule: str = "0 3 * * *"
+    """Cron of the daily Velero Schedule new-service makes (UTC)."""
+    scheduled_environments: tuple[str, ...] = ("prod",)
+    """Environments whose namespaces get that Schedule."""
+    retention_hours: int = Field(default=720, ge=1, le=24 * 400)
+    """How long scheduled backups are kept (the Schedule's `spec.template.ttl`)."""
+    default_ttl_hours: int = Field(default=720, ge=1, le=24 * 400)
+    """`/platform backup` without `--ttl`."""
+    max_ttl_hours: int = Field(default=24 * 90, ge=1, le=24 * 400)
+    """The longest `--ttl` anyone may ask for."""
+
 
 class PlatformModel(_Strict):
     """The whole of platform.yml."""
@@ -301,3 +315,4 @@ class PlatformModel(_Strict):
     templates_dir: str = "templates"
     access: AccessSettings = AccessSettings()
     on_demand: OnDemandSettings = OnDemandSettings()
+    backups: BackupSettings = BackupSettings()

@@ -20,6 +20,7 @@ from typing import Any
 
 from features.kit.context import Button, Context, Ports
 from features.kit.rights import is_requester_or_admin
+from features.new_service.backup_schedules import remove_schedules
 from features.new_service.provisioning import (
     NewServiceExecutor,
     _policy_name,
@@ -143,6 +144,12 @@ class CleanUpExecutor:
         clusters = self.ports.adapters.require("kubernetes")
         deleted: dict[str, Cluster] = {}
         problems, left_alone = [], []
+        try:
+            backups = await remove_schedules(
+                self.ports, context, service=action.service, environments=action.environments
+            )
+        except StepFailed as exc:
+            backups, problems = "", [str(exc)]
         for env in action.environments:
             namespace = self.ports.catalog.namespace(action.service, env)
             await context.report(f"deleting namespace {namespace}")
@@ -161,6 +168,8 @@ class CleanUpExecutor:
         outcome = f"{', '.join(deleted)} gone" if deleted else "none were there"
         if left_alone:
             outcome += f"; left alone, not made for {action.service}: {', '.join(left_alone)}"
+        if backups:
+            outcome += f"; {backups}"
         return {"deleted": list(deleted), "outcome": outcome}
 
     async def _until_gone(self, context: StepContext, deleted: dict[str, Cluster]) -> list[str]:

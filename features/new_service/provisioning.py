@@ -12,6 +12,7 @@ from catalog import Catalog
 from catalog.templates import RenderContext, TemplateError
 from catalog.templates import load_templates as load_template_dir
 from features.kit.context import Ports
+from features.new_service.backup_schedules import ensure_schedules
 from features.new_service.request import (
     CLEANUP_ACTION_ID,
     DEFAULT_REGISTRY,
@@ -109,7 +110,10 @@ class NewServiceExecutor:
             except AdapterError as exc:
                 raise StepFailed(f"{env}: {exc.message}") from None
             namespaces[env] = spec.name
-        return {"namespaces": namespaces, "created": created}
+        schedules = await ensure_schedules(
+            self.ports, context, service=action.service, environments=action.environments
+        )
+        return {"namespaces": namespaces, "created": created, "backup_schedules": schedules}
 
     async def vault(self, context: StepContext) -> dict[str, Any]:
         action = _new_service(context.action)

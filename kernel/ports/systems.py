@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, overload
 
 from kernel.errors import NotConfigured
+from kernel.ports.backups import BackupSystems
 from kernel.ports.clusters import (
     SERVICE_LABEL,
     Cluster,
@@ -59,6 +60,7 @@ class Adapters:
     prometheus: MetricsQuery | None = None
     grafana: DashboardLinks | None = None
     databases: ServiceDatabases | None = None
+    velero: BackupSystems | None = None
 
     @overload
     def require(self, name: Literal["gitlab"]) -> CodeHost: ...
@@ -76,6 +78,7 @@ class Adapters:
     def require(self, name: Literal["grafana"]) -> DashboardLinks: ...
     @overload
     def require(self, name: Literal["databases"]) -> ServiceDatabases: ...
+    def require(self, name: Literal["velero"]) -> BackupSystems: ...
 
     def require(self, name: SystemName) -> object:
         """The adapter called `name`, or NotConfigured saying which settings it needs."""
@@ -87,7 +90,15 @@ class Adapters:
 
 
 SystemName = Literal[
-    "gitlab", "kubernetes", "vault", "argocd", "alertmanager", "prometheus", "grafana", "databases"
+    "gitlab",
+    "kubernetes",
+    "vault",
+    "argocd",
+    "alertmanager",
+    "prometheus",
+    "grafana",
+    "databases",
+    "velero",
 ]
 
 SYSTEMS: dict[str, tuple[str, str]] = {
@@ -99,6 +110,7 @@ SYSTEMS: dict[str, tuple[str, str]] = {
     "prometheus": ("Prometheus", "PROMETHEUS_URL"),
     "grafana": ("Grafana", "GRAFANA_URL"),
     "databases": ("Service databases (Vault's database engine)", "VAULT_ADDR and VAULT_TOKEN"),
+    "velero": ("Velero", "KUBECONFIG or in-cluster credentials, with Velero in the clusters"),
 }
 """Each system's name for people, and the settings that configure it."""
 

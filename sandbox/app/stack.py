@@ -48,6 +48,7 @@ from sandbox.standins.slack_api import (
     Workspace,
 )
 from sandbox.standins.slack_client import SlackSender
+from sandbox.standins.velero import VeleroStandIn
 
 SAMPLE_CONFIG = Path(__file__).parent / "sample" / "platform.yml"
 VAULT_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "vault" / "platform-bot.hcl"
@@ -161,6 +162,8 @@ async def sandbox_stack(
             clusters = {
                 name: kubernetes_cluster(rollout_seconds, kubernetes_policy) for name in CLUSTERS
             }
+            for cluster in clusters.values():  # Velero in every cluster, 10x faster than life
+                VeleroStandIn(time_scale=0.1).install(cluster)
             argocd = ArgoCDStandIn(token=ARGOCD_TOKEN)
             for server in (slack, gitlab, *clusters.values(), argocd):
                 await server.start()

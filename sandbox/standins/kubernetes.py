@@ -674,6 +674,8 @@ class KubernetesStandIn(LoopbackServer):
         self._failures: list[_Failure] = []
         self._resource_version = 0
         self._rollouts: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.velero: Any = None
+        """Velero's API (sandbox.standins.velero.VeleroStandIn.install), when installed."""
 
     # lifecycle
 
@@ -839,6 +841,8 @@ class KubernetesStandIn(LoopbackServer):
             }
         if parts == ["apis"]:
             return 200, self._group_list()
+        if self.velero is not None and parts[:2] == ["apis", "velero.io"]:
+            return await self.velero.route(request, parts[2:])  # type: ignore[no-any-return]
         if len(parts) >= 2 and parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
         elif len(parts) >= 3 and parts[0] == "apis":
@@ -915,7 +919,8 @@ class KubernetesStandIn(LoopbackServer):
                     "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v},
                 }
                 for g, v in groups
-            ],
+            ]
+            + ([self.velero.group()] if self.velero is not None else []),
         }
 
     def _resource_list(self, group: str, version: str) -> Obj:

@@ -559,7 +559,7 @@ def test_people_are_described_from_platform_yml() -> None:
     assert lines == [
         "alice Alice Payments team payments",
         "bob Bob SRE team sre; approver (prod-changes, prod-secrets, prod-access, "
-        "prod-access-extend, large-environments, long-environments)",
+        "prod-access-extend, prod-restore, large-environments, long-environments)",
         "carol Carol Search team search",
         "dave Dave Platform platform admin",
         "erin Erin Newcomer in no team",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -239,6 +240,12 @@ async def test_a_service_from_the_modal_to_everything_it_needs(
         assert (secrets.kv_exists, secrets.policy_exists, secrets.role_exists) == (True,) * 3
 
     assert stack.bot.ports.catalog.service("invoices").repository == "payments/invoices"
+    [schedule] = stack.clusters["sandbox-prod"].velero.all("schedules")  # prod only (platform.yml)
+    assert schedule["metadata"]["name"] == "invoices-prod-daily"
+    assert schedule["spec"]["schedule"] == "0 3 * * *"
+    assert schedule["spec"]["template"]["includedNamespaces"] == ["invoices-prod"]
+    assert schedule["spec"]["template"]["ttl"] == "720h0m0s"
+    assert stack.clusters["sandbox-staging"].velero.all("schedules") == []
     announcement = next(
         m for m in stack.slack.messages["C01PAYMENTS"] if m.text.startswith(":rocket:")
     )
@@ -367,7 +374,13 @@ async def test_gitlab_500_then_retry_then_a_failure_then_clean_up_leaves_nothing
     await stack.sender.block_actions(
         user="alice", action_id="newservice.cleanup", channel="C01PAYMENTS", message_ts=failed.ts
     )
-    await progress(stack, "ledger", "*Done*", containing="Delete the GitLab project")
+    assert stack.clusters["sandbox-prod"].velero.get("schedules", "ledger-prod-daily")
+    cleaned = await progress(stack, "ledger", "*Done*", containing="Delete the GitLab project")
+    said = "\n".join(lines_of(cleaned))
+    assert "backup schedule ledger-prod-daily deleted" in said
+    assert "its backups stay until they expire (the last on " in said
+    assert stack.clusters["sandbox-prod"].velero.all("schedules") == []
+    assert stack.clusters["sandbox-prod"].velero.all("backups")  # kept until they expire
     # the failed Run was closed for good: no Retry that would provision it again
     closed = await progress(stack, "ledger", "*Cancelled*", containing="closed to clean up")
     assert not [b for b in closed.blocks if b["type"] == "actions"]
@@ -450,12 +463,14 @@ async def test_clean_up_with_vault_unconfigured_removes_the_rest_and_says_what_i
             message_ts=failed.ts,
         )
         kept = await progress(stack, "ledger", "*Failed*", containing="Remove the catalog entry")
-        assert lines_of(kept) == [
+        dated = r"\(the last on \d{4}-\d{2}-\d{2} UTC\)"  # the daily Schedule's first backup
+        assert [re.sub(dated, "(the last on <date>)", line) for line in lines_of(kept)] == [
             "\u2713 Keep the catalog entry while anything is left: `/platform status` shows what "
             "is left until all of it is gone",
             "\u2717 Delete Vault paths, policies and roles: Vault is not configured on this bot",
             "\u2713 Delete Kubernetes namespaces (and wait until they are gone): ledger-staging, "
-            "ledger-prod, ledger-prod-eu gone",
+            "ledger-prod, ledger-prod-eu gone; backup schedule ledger-prod-daily deleted; its "
+            "backups stay until they expire (the last on <date>)",
             "\u2713 Delete the GitLab project: payments/ledger removed for good",
             "\u2717 Remove the catalog entry: kept while these remain: Vault paths, policies and "
             "roles payments-ledger-* (staging, prod, prod-eu). Retry does only what failed",

@@ -64,6 +64,7 @@ def test_the_sample_config_is_valid() -> None:
         "prod-secrets",
         "prod-access",
         "prod-access-extend",
+        "prod-restore",
         "large-environments",
         "long-environments",
     ]

@@ -22,6 +22,7 @@ import aiohttp
 from sandbox.app.browser import BrowserUnavailable, open_browser
 from sandbox.app.console.merge_requests import HELP as MR_HELP
 from sandbox.app.console.merge_requests import MergeRequestError, MergeRequests
+from sandbox.app.console.faults import FaultError, velero_fault
 from sandbox.app.console.repl import Console as SlackConsole
 from sandbox.app.stack import SandboxStack
 from sandbox.standins.slack_api import SlackUser
@@ -29,12 +30,14 @@ from sandbox.standins.slack_api import SlackUser
 PAGE_LINK = re.compile(r"<(https?://[^|>\s]+/secrets/set/[A-Za-z0-9_-]+)\|?")
 DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
 TAG = re.compile(r"<[^>]+>")
-COMMANDS = ("/open", "/advance", "/mr")
+COMMANDS = ("/open", "/advance", "/mr", "/velero")
 HELP = """\
 Pages and time:
   /open [n]            open the newest link to the bot's page (headless Chromium when
                        installed); the next line is the value to submit (/cancel: don't)
-  /advance <duration>  move the bot's clock (2h, 15m): timers and expiries follow"""
+  /advance <duration>  move the bot's clock (2h, 15m): timers and expiries follow
+  /velero fail-item <env> <plural>/<ns>/<name> <error> | location <env> Unavailable [why]
+                       make Velero's stand-in meet an item error or lose its storage"""
 
 
 class BrowsingConsole(SlackConsole):
@@ -111,7 +114,12 @@ class PagesAndTime:
         return "  (page) type the value> "
 
     async def command(self, word: str, rest: str) -> None:
-        if word == "/advance":
+        if word == "/velero":
+            try:
+                self.console.say(velero_fault(self.console.stack, rest))
+            except FaultError as exc:
+                raise PageError(str(exc)) from None
+        elif word == "/advance":
             await self.advance(rest)
         else:
             await self.open(rest)
@@ -125,6 +133,9 @@ class PagesAndTime:
         days, hours, minutes = (int(g) if g else 0 for g in match.groups())
         stack = self.console.stack
         stack.clock.advance(timedelta(days=days, hours=hours, minutes=minutes))
+        for cluster in stack.clusters.values():  # Velero's clock too: expiry, schedules
+            if cluster.velero is not None:
+                cluster.velero.advance(((days * 24 + hours) * 60 + minutes) * 60)
         fired = await stack.bot.timers.fire_due()
         self.console.say(
             f"(the bot's clock is now {stack.clock.now():%H:%M} UTC; {fired} timer(s) fired)"
