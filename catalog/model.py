@@ -288,6 +288,7 @@ class OnDemandSettings(_Strict):
             raise ValueError("default_ttl_hours is more than max_ttl_hours")
         return self
 
+
 class BackupSettings(_Strict):
     """Backups with Velero (`/platform backup`, `backups`, `restore`; new-service's Schedule)."""
 

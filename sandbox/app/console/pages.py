@@ -20,9 +20,9 @@ from typing import Any, Protocol
 import aiohttp
 
 from sandbox.app.browser import BrowserUnavailable, open_browser
+from sandbox.app.console.faults import FaultError, velero_fault
 from sandbox.app.console.merge_requests import HELP as MR_HELP
 from sandbox.app.console.merge_requests import MergeRequestError, MergeRequests
-from sandbox.app.console.faults import FaultError, velero_fault
 from sandbox.app.console.repl import Console as SlackConsole
 from sandbox.app.stack import SandboxStack
 from sandbox.standins.slack_api import SlackUser
