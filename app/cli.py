@@ -64,6 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     explain.add_argument("service")
     explain.add_argument("env")
     explain.add_argument("--as", dest="as_user", help="a Slack user id (U...) or e-mail")
+    audit = sub.add_parser("audit", help="the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_export = audit_sub.add_parser(
+        "export", help="write entries as JSON lines (oldest first) to stdout, for a SIEM"
+    )
+    audit_export.add_argument("--since", required=True, help="ISO date or time, e.g. 2026-12-01")
+    audit_export.add_argument("--until", help="ISO date or time (exclusive)")
     args = parser.parse_args(argv)
 
     try:
@@ -88,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "downgrade": db_commands.db_downgrade,
         }[args.db_command]
         return run_db(settings.database_url)
+    if command == "audit":
+        from app.audit_export import export
+
+        return export(settings.database_url, since=args.since, until=args.until)
     if command == "policy":
         return policy_explain(
             settings, action=args.action, service=args.service, env=args.env, user=args.as_user

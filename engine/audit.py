@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from engine.db import AuditRow, Database
@@ -21,12 +23,30 @@ class DatabaseAuditLog:
         await self.db.run(lambda session: record_in(session, entry))
 
     async def recent(
-        self, *, service: ServiceName | None = None, limit: int = 20
+        self,
+        *,
+        service: ServiceName | None = None,
+        limit: int = 20,
+        actor: SlackUserId | None = None,
+        event: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
     ) -> list[AuditEntry]:
         def query(session: Session) -> list[AuditEntry]:
-            statement = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+            statement = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit).offset(offset)
             if service is not None:
                 statement = statement.where(AuditRow.service == service)
+            if actor is not None:
+                statement = statement.where(AuditRow.actor == actor)
+            if event is not None:
+                statement = statement.where(
+                    or_(AuditRow.event == event, AuditRow.event.startswith(event, autoescape=True))
+                )
+            if since is not None:
+                statement = statement.where(AuditRow.at >= since)
+            if until is not None:
+                statement = statement.where(AuditRow.at < until)
             return [
                 AuditEntry(
                     at=row.at,

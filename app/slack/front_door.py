@@ -28,6 +28,7 @@ from kernel.errors import TryAgainLater, UsageError
 from kernel.ids import SlackChannelId, SlackTeamId, SlackUserId
 from kernel.interactions import Click, OpenModal, OptionsRequest, Reply, Submission
 from kernel.mrkdwn import escape
+from kernel.ports.platform import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,32 @@ class SlackFrontDoor:
         )
 
     async def _run(self, command: Command, ctx: Context, args: Arguments) -> Reply:
-        reply = await self._guarded(command.name, command.run(ctx, args))
+        refused: list[str] = []
+
+        async def work() -> Reply:
+            try:
+                return await command.run(ctx, args)
+            except UsageError as exc:
+                refused.append(exc.message)
+                raise
+
+        reply = await self._guarded(command.name, work())
         assert reply is not None
+        if refused:
+            await self._audit_refusal(ctx, command.name, refused[0])
         return reply
+
+    async def _audit_refusal(self, ctx: Context, command: str, reason: str) -> None:
+        """A refused command is an audit entry, with the reason the person was shown
+        (messages never repeat a value that may be a secret: features/secrets)."""
+        try:
+            await self.ports.audit.record(
+                AuditEntry.of(
+                    ctx.user, "command.refused", detail={"command": command, "error": reason[:300]}
+                )
+            )
+        except Exception:  # the person already has their answer; the log says the rest
+            log.warning("could not audit a refused command", exc_info=True)
 
     async def _guarded(self, name: str, work: Awaitable[Reply | None]) -> Reply | None:
         """Await a feature's work; turn every failure into a reply a person can act on."""

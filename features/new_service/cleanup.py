@@ -30,12 +30,13 @@ from features.new_service.request import (
     CleanUpService,
     NewService,
 )
-from kernel.actions import Action, Executor, Step, StepContext
+from kernel.actions import Action, Executor, Step, StepContext, StepFunction
 from kernel.blocks import actions, button, section
 from kernel.errors import AdapterError, ChangeRefused, StepFailed
 from kernel.ids import RunId, ServiceName
 from kernel.interactions import Click, Reply
 from kernel.mrkdwn import code, escape
+from kernel.ports.platform import AuditEntry
 from kernel.ports.systems import SERVICE_LABEL, Cluster, ProjectRemoval, ServiceDatabase
 
 PARTS = ("postgres", "vault", "kubernetes", "gitlab")
@@ -75,7 +76,7 @@ class CleanUpExecutor:
                 keep_going=True,
             )
         ]
-        return [
+        steps = [
             Step("record", "Keep the catalog entry while anything is left", self.record),
             *(postgres if clean_up.database_environments else []),
             Step("vault", "Delete Vault paths, policies and roles", self.vault, keep_going=True),
@@ -88,6 +89,37 @@ class CleanUpExecutor:
             Step("gitlab", "Delete the GitLab project", self.gitlab, keep_going=True),
             Step("unregister", "Remove the catalog entry", self.unregister),
         ]
+        return [
+            Step(s.name, s.title, self._audited(s.name, s.run), keep_going=s.keep_going)
+            for s in steps
+        ]
+
+    def _audited(self, name: str, run: StepFunction) -> StepFunction:
+        """Every Clean up step is an audit entry (`cleanup.<step>`), done or failed."""
+
+        async def step(context: StepContext) -> dict[str, Any] | None:
+            try:
+                output = await run(context) or {}
+            except (StepFailed, AdapterError) as exc:
+                reason = exc.message if isinstance(exc, AdapterError) else str(exc)
+                await self._audit(context, f"cleanup.{name}", {"error": reason[:500]})
+                raise
+            detail = {"outcome": str(output.get("outcome", "done"))[:500]}
+            await self._audit(context, f"cleanup.{name}", detail)
+            return output
+
+        return step
+
+    async def _audit(self, context: StepContext, event: str, detail: dict[str, Any]) -> None:
+        await self.ports.audit.record(
+            AuditEntry.of(
+                context.requested_by,
+                event,
+                action=context.action,
+                run_id=context.run_id,
+                detail=detail,
+            )
+        )
 
     async def record(self, context: StepContext) -> dict[str, Any]:
         action = _clean_up(context.action)

@@ -67,8 +67,20 @@ class AuditLog(Protocol):
     async def record(self, entry: AuditEntry) -> None: ...
 
     async def recent(
-        self, *, service: ServiceName | None = None, limit: int = 20
-    ) -> list[AuditEntry]: ...
+        self,
+        *,
+        service: ServiceName | None = None,
+        limit: int = 20,
+        actor: SlackUserId | None = None,
+        event: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
+    ) -> list[AuditEntry]:
+        """Newest first. `event` matches the event name or its start (`secret.` matches
+        `secret.written`); `since` inclusive, `until` exclusive; `offset` skips that many
+        (pages)."""
+        ...
 
 
 class Directory(Protocol):

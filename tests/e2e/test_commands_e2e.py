@@ -57,7 +57,7 @@ async def test_audit_empty_then_unknown_service(chat: Chat) -> None:
     assert (await chat.say("audit")).text == "No audit entries yet."
     seen = await chat.say("audit chekout")
     assert "No service named 'chekout'; did you mean 'checkout'?" in seen.text
-    assert "Usage: `/platform audit [service]`" in seen.text
+    assert "Usage: `/platform audit [service] [--user" in seen.text
 
 
 async def test_bad_arguments_get_usage(chat: Chat) -> None:

@@ -7,6 +7,7 @@ databases and waits for a confirmation before it drops them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -158,6 +159,9 @@ async def test_clean_up_names_the_databases_and_drops_them_once_confirmed(
         root = hvac.Client(url=stack.vault_url, token=stack.vault_token)
         with pytest.raises(hvac.exceptions.InvalidPath):
             root.secrets.database.read_role(name="ledger-staging")
+        audit = await chat.say("/platform audit ledger --action cleanup", as_user="erin")
+        for step in ("record", "postgres", "vault", "kubernetes", "gitlab", "unregister"):
+            assert f"*cleanup.{step}* ledger" in audit.text, audit.text
 
 
 async def clean_up(stack: SandboxStack, ts: str, *, value: str | None = None) -> None:
@@ -180,6 +184,9 @@ async def test_the_requester_picks_the_environments_in_the_command_and_the_form(
             "/platform new-service node-postgres ledger --team payments --env stagin"
         )
         assert "There is no environment `stagin`; did you mean 'staging'?" in wrong.text
+        refusals = await chat.say("/platform audit --action command.refused", as_user="erin")
+        assert "<@U01ALICE> *command.refused* — new-service" in refusals.text
+        assert "There is no environment `stagin`" in refusals.text  # the reason, as shown
 
         seen = await chat.say(
             "/platform new-service node-postgres ledger --team payments --env prod,staging"
@@ -277,8 +284,15 @@ async def test_secret_rotate_database_waits_for_approval_then_revokes_every_logi
         fresh = root.secrets.database.generate_credentials(name="ledger-prod")["data"]
         with connect(prod.url(fresh["username"], fresh["password"])) as conn:
             assert conn.execute("SELECT current_user").fetchone() == (prod.owner,)
-        audit = await chat.say("/platform audit ledger", as_user="erin")
-        assert "secret.database_rotated" in audit.text
+
+        async def rotated() -> bool:
+            audit = await chat.say("/platform audit ledger --action secret", as_user="erin")
+            return "secret.database_rotated" in audit.text
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await rotated():
+            assert asyncio.get_running_loop().time() < deadline, "no secret.database_rotated"
+            await asyncio.sleep(0.2)
 
 
 def login_exists(name: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,26 @@ class FakeAuditLog:
         self.entries.append(entry)
 
     async def recent(
-        self, *, service: ServiceName | None = None, limit: int = 20
+        self,
+        *,
+        service: ServiceName | None = None,
+        limit: int = 20,
+        actor: SlackUserId | None = None,
+        event: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
     ) -> list[AuditEntry]:
-        newest_first = reversed(self.entries)
-        matching = [e for e in newest_first if service is None or e.service == service]
-        return matching[:limit]
+        matching = [
+            e
+            for e in reversed(self.entries)
+            if (service is None or e.service == service)
+            and (actor is None or e.actor == actor)
+            and (event is None or e.event.startswith(event))
+            and (since is None or e.at >= since)
+            and (until is None or e.at < until)
+        ]
+        return matching[offset : offset + limit]
 
 
 @dataclass(frozen=True)

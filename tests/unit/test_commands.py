@@ -111,8 +111,8 @@ async def test_help_for_one_command_shows_its_whole_docstring(name: str) -> None
 async def test_help_audit_shows_more_than_the_summary() -> None:
     text = await say("help audit")
 
-    assert "`/platform audit [service]`" in text
-    assert "`/platform audit checkout` shows only what touched checkout." in text
+    assert "`/platform audit [service] [--user &lt;@user&gt;] [--action &lt;event&gt;]" in text
+    assert "`/platform audit checkout` shows only what touched checkout" in text
 
 
 async def test_help_for_a_misspelled_command_suggests_the_right_one() -> None:
@@ -407,7 +407,49 @@ async def test_audit_for_an_unknown_service_suggests_the_closest() -> None:
     error = await refused("audit chekout", audit=sample_audit())
 
     assert error.message == "No service named 'chekout'; did you mean 'checkout'?"
-    assert error.usage == "/platform audit [service]"
+    assert error.usage is not None and error.usage.startswith("/platform audit [service] [--user")
+
+
+async def test_audit_filters_by_user_action_and_time() -> None:
+    log = sample_audit()
+
+    by_bob = await say("audit --user <@U02BOB|bob>", audit=log)
+    assert by_bob.splitlines()[0] == "*Last 1 audit entries by <@U02BOB>* (newest first)"
+    assert "deploy refunds" in by_bob and "rollback" not in by_bob
+    runs = await say("audit checkout --action run", audit=log)
+    assert "*run.failed*" in runs and "*run.requested*" in runs
+    assert "approval.refused" not in runs
+    before = await say("audit --until 2026-03-01T09:02", audit=log)
+    assert "run.failed" not in before and before.count("*run.requested*") == 2
+    since = await say("audit --since 2026-03-01T09:02:30", audit=log)
+    assert since.count("\n") == 1 and "approval.refused" in since
+
+
+async def test_audit_pages_past_twenty() -> None:
+    log = FakeAuditLog(entry(i % 60, "run.done", command=f"cmd-{i:02}") for i in range(45))
+
+    first = await say("audit", audit=log)
+    assert first.splitlines()[-1] == "Older entries: add `--page 2`."
+    second = await say("audit --page 2", audit=log)
+    assert second.splitlines()[0] == "*Audit entries 21-40* (newest first)"
+    assert "cmd-24" in second and "cmd-05" in second and "cmd-25" not in second
+    third = await say("audit --page 3", audit=log)
+    assert "cmd-04" in third and "cmd-00" in third and "Older entries" not in third
+    assert await say("audit --page 4", audit=log) == "No audit entries on page 4."
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("audit --user alice", "`--user @alice`"),
+        ("audit --since yesterday", "is not a time for `--since`"),
+        ("audit --page 0", "`--page` takes a number"),
+        ("audit --action 'DROP TABLE'", "is not an event name"),
+    ],
+)
+async def test_bad_audit_filters_say_what_to_type(text: str, says: str) -> None:
+    error = await refused(text, audit=sample_audit())
+    assert says in error.message
 
 
 async def test_audit_for_a_service_with_nothing_close_lists_the_known_ones() -> None:
