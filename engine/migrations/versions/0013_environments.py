@@ -1,7 +1,7 @@
 """environments on demand (features.environments)
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03 17:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
