@@ -30,6 +30,7 @@ import features.new_service
 import features.pipelines
 import features.releases
 import features.secrets
+import features.verification
 from app.http import build_web_app
 from app.settings import Settings
 from app.slack import SlackFrontDoor, build_bolt_app
@@ -226,8 +227,9 @@ def build_app(
     # webhooks and background loops. Features never import each other: what one needs
     # of another is a port (the alert's Rollback asks releases through `Releases`).
     registry = FeatureRegistry()
+    verification = features.verification.build(ports, db, clock=clock, releases=ReleaseDesk(ports))
     features.general.register(registry)
-    features.releases.register(registry)
+    features.releases.register(registry, verifier=verification)
     features.approvals.register(registry, approvals)
     features.alerts.register(registry, alerts, releases=ReleaseDesk(ports))
     features.new_service.register(registry)
@@ -236,6 +238,7 @@ def build_app(
     secret_desk = features.secrets.build(ports, db, clock=clock, public_url=public_url)
     features.secrets.register(registry, secret_desk)
     features.access.register(registry, features.access.build(ports, db, clock=clock))
+    features.verification.register(registry, verification)
 
     engine.register([*registry.build_executors(ports), *executors])
     for kind, handler in registry.timers.items():
