@@ -39,7 +39,7 @@ from features.verification.queries import health_queries, promql
 from features.verification.tables import VerificationRow
 from features.verification.verdict import Observed, QueryResult, State, Window, judge
 from kernel.errors import AdapterError, UsageError
-from kernel.ids import SlackChannelId, SlackUserId
+from kernel.ids import EnvironmentName, RunId, ServiceName, SlackChannelId, SlackUserId
 from kernel.ports.platform import AuditEntry, Releases
 from kernel.ports.systems import Series
 from kernel.ports.verification import FinishedRollout
@@ -179,14 +179,7 @@ class VerificationDesk:
         if self.charts is not None:
             await self.charts(row, observed)
         evidence = evidence_of(observed)
-        await self.ports.audit.record(
-            AuditEntry.of(
-                BOT,
-                f"verification.{state}",
-                run_id=run_id,
-                detail={"service": row.service, "env": row.environment, **evidence},
-            )
-        )
+        await self.ports.audit.record(audit_entry(row, f"verification.{state}", run_id, evidence))
 
         def mark(session: Session) -> None:
             session.execute(
@@ -247,20 +240,14 @@ class VerificationDesk:
         except (UsageError, AdapterError) as exc:
             log.warning("automatic rollback not possible", extra={"run": row.run_id})
             return None, getattr(exc, "message", None) or str(exc)
+        decision = {
+            "decided_by": "environment policy auto_rollback: true",
+            "reason": reason,
+            "verified_run": row.run_id,
+            **evidence_of(observed),
+        }
         await self.ports.audit.record(
-            AuditEntry.of(
-                BOT,
-                "verification.auto_rollback",
-                run_id=str(run),
-                detail={
-                    "service": row.service,
-                    "env": row.environment,
-                    "decided_by": "environment policy auto_rollback: true",
-                    "reason": reason,
-                    "verified_run": row.run_id,
-                    **evidence_of(observed),
-                },
-            )
+            audit_entry(row, "verification.auto_rollback", str(run), decision)
         )
         return str(run), None
 
@@ -289,6 +276,21 @@ def thread_of(run: RunRow | None, service_channel: str) -> tuple[str, str | None
     if announce:
         return str(announce), f"run:{run.id}:announce"
     return service_channel, None
+
+
+def audit_entry(
+    row: VerificationRow, event: str, run_id: str, detail: dict[str, Any]
+) -> AuditEntry:
+    """An entry of the bot's own, about the release's service and environment."""
+    return AuditEntry(
+        at=datetime.now(UTC),
+        actor=BOT,
+        event=event,
+        service=ServiceName(row.service),
+        environment=EnvironmentName(row.environment),
+        run_id=RunId(run_id),
+        detail=detail,
+    )
 
 
 def evidence_of(observed: Observed) -> dict[str, Any]:
