@@ -41,6 +41,7 @@ from engine.audit import DatabaseAuditLog
 from engine.db import Database, DatabaseUnavailable
 from engine.deliverer import Deliverer
 from engine.directory import SlackDirectory
+from engine.files import SlackFiles
 from engine.messenger import OutboxMessenger, SlackModals
 from engine.metrics import Metrics
 from engine.outbox import Outbox
@@ -227,7 +228,9 @@ def build_app(
     # webhooks and background loops. Features never import each other: what one needs
     # of another is a port (the alert's Rollback asks releases through `Releases`).
     registry = FeatureRegistry()
-    verification = features.verification.build(ports, db, clock=clock, releases=ReleaseDesk(ports))
+    verification = features.verification.build(
+        ports, db, clock=clock, releases=ReleaseDesk(ports), files=SlackFiles(db, client)
+    )
     features.general.register(registry)
     features.releases.register(registry, verifier=verification)
     features.approvals.register(registry, approvals)

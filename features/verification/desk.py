@@ -22,6 +22,7 @@ is cut short at now, which the verdict says).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -34,12 +35,14 @@ from sqlalchemy.orm import Session
 from engine.db import Database, RunRow, utcnow
 from engine.timers import Clock, Timer, schedule
 from features.kit.context import Ports
+from features.verification.chart import Chart, Panel, describe, render
 from features.verification.messages import verdict_message
 from features.verification.queries import health_queries, promql
 from features.verification.tables import VerificationRow
 from features.verification.verdict import Observed, QueryResult, State, Window, judge
 from kernel.errors import AdapterError, UsageError
 from kernel.ids import EnvironmentName, RunId, ServiceName, SlackChannelId, SlackUserId
+from kernel.ports.files import FileUploads
 from kernel.ports.platform import AuditEntry, Releases
 from kernel.ports.systems import Series
 from kernel.ports.verification import FinishedRollout
@@ -99,11 +102,12 @@ class VerificationDesk:
         releases: Releases,
         wall: Callable[[], datetime] = utcnow,
         budget: QueryBudget | None = None,
+        files: FileUploads | None = None,
     ) -> None:
         self.ports, self.db, self.clock, self.releases = ports, db, clock, releases
         self.wall = wall
         self.budget = budget or QueryBudget()
-        self.charts: Callable[[VerificationRow, Observed], Any] | None = None
+        self.files = files
 
     # -- 1. a rollout finished ------------------------------------------------------------
 
@@ -176,8 +180,6 @@ class VerificationDesk:
         await self.ports.messenger.post(
             channel, text=text, blocks=blocks, key=f"verify:{run_id}", thread_key=row.thread_key
         )
-        if self.charts is not None:
-            await self.charts(row, observed)
         evidence = evidence_of(observed)
         await self.ports.audit.record(audit_entry(row, f"verification.{state}", run_id, evidence))
 
@@ -194,7 +196,27 @@ class VerificationDesk:
             )
 
         await self.db.run(mark)
+        await self.share_chart(row, observed)
         return state
+
+    async def share_chart(self, row: VerificationRow, observed: Observed) -> str | None:
+        """The chart in the verdict's thread; best effort (the verdict stands without it):
+        a failure is logged, and the file id returned when it was shared."""
+        if self.files is None:
+            return None
+        try:
+            chart = await asyncio.to_thread(release_chart, row, observed)
+            return await self.files.upload(
+                row.channel or self.ports.catalog.channel_of_service(row.service),
+                content=chart.png,
+                filename=f"verify-{row.service}-{row.environment}-{row.run_id}.png",
+                title=f"{row.service} in {row.environment}: before and after {row.version}",
+                alt_text=describe(chart_panels(observed)),
+                thread_key=row.thread_key,
+            )
+        except Exception:
+            log.exception("the verification chart was not shared", extra={"run": row.run_id})
+            return None
 
     async def observe(self, row: VerificationRow) -> Observed:
         """One range query per health query over both windows (the budget permitting)."""
@@ -263,6 +285,34 @@ class VerificationDesk:
             end=observed.end,
             variables={"service": row.service, "env": row.environment},
         )
+
+
+def chart_panels(observed: Observed) -> list[Panel]:
+    """One panel per health query, with its series as Prometheus returned them."""
+    return [
+        Panel(
+            r.name,
+            r.unit,
+            [(series_label(s.labels), s.points) for s in observed.series.get(r.name, [])],
+        )
+        for r in observed.results
+    ]
+
+
+def series_label(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__")[:60]
+
+
+def release_chart(row: VerificationRow, observed: Observed) -> Chart:
+    """The release's chart: the rollout marked, the window before shaded."""
+    before_start = row.started_at - timedelta(seconds=row.window_seconds)
+    return render(
+        f"{row.service} in {row.environment}: {row.kind} {row.version} ({observed.state})",
+        chart_panels(observed),
+        origin=row.finished_at,
+        marks=[(row.started_at, row.finished_at, f"{row.kind} {row.version}")],
+        before=(before_start, row.started_at),
+    )
 
 
 def thread_of(run: RunRow | None, service_channel: str) -> tuple[str, str | None]:

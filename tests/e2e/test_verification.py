@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from adapters.prometheus import PrometheusClient
 from engine.db import AuditRow
+from features.verification.chart import ROW_PX, png_size, png_text
 from features.verification.messages import ROLL_BACK
 from features.verification.tables import VerificationRow
 from sandbox.app.stack import SandboxStack, observability_installed, sandbox_stack
@@ -28,6 +30,7 @@ pytestmark = [
 ]
 
 PAYMENTS = "C01PAYMENTS"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WINDOW = 4
 
 
@@ -59,6 +62,27 @@ async def message(
             await asyncio.sleep(0.1)
 
 
+async def scraped(stack: SandboxStack, matcher: str) -> None:
+    """Until Prometheus has a sample of the health metric matching `matcher`."""
+    assert stack.prometheus_url is not None
+    client = PrometheusClient(stack.prometheus_url)
+    try:
+        async with asyncio.timeout(20):
+            while not await client.query(f"{HEALTH_METRIC}{{{matcher}}}"):  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+
+
+async def chart_in_thread(stack: SandboxStack, thread_ts: str, within: float = 30) -> Message:
+    async with asyncio.timeout(within):
+        while True:
+            shared = [m for m in stack.slack.thread(PAYMENTS, thread_ts) if m.files]
+            if shared:
+                return shared[0]
+            await asyncio.sleep(0.1)
+
+
 async def approve(stack: SandboxStack, summary: str) -> None:
     card = await message(stack, ":lock: *Approval needed*", containing=summary)
     await stack.sender.block_actions(
@@ -84,6 +108,14 @@ async def test_a_prod_deploy_whose_errors_rise_is_degraded_and_rolled_back_from_
     assert "https://grafana.example.com/d/checkout-overview?from=" in shown
     button = verdict.blocks[-1]["elements"][0]
     assert button["action_id"] == ROLL_BACK
+    # the chart, uploaded with files.getUploadURLExternal + completeUploadExternal
+    shared = await chart_in_thread(stack, done.ts)
+    png = stack.slack.files[shared.files[0]["id"]].content
+    assert png is not None
+    assert png_size(png) == (960, ROW_PX + 70)  # one health query, one panel
+    assert png_text(png)["Description"] == "series=1"
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "verification-degraded-deploy.png").write_bytes(png)
 
     await stack.sender.block_actions(
         user="alice", action_id=ROLL_BACK, channel=PAYMENTS, message_ts=verdict.ts
@@ -131,3 +163,38 @@ async def test_where_policy_says_auto_rollback_the_bot_rolls_back_by_itself(
     assert decision.actor == "platform-bot"
     assert decision.detail["decided_by"] == "environment policy auto_rollback: true"
     assert decision.detail["queries"][0]["after"] > 0.05
+
+
+async def test_platform_metrics_shares_the_chart_with_the_releases_marked(
+    stack: SandboxStack, chat: Chat
+) -> None:
+    errors(stack, "staging", 0.02)
+    await scraped(stack, 'env="staging"')
+
+    seen = await chat.say("/platform metrics checkout staging --since 2h", as_user="carol")
+
+    assert seen.text.startswith("Shared the chart of `checkout` in `staging` over the last 2h")
+    shared = next(m for m in stack.slack.messages[PAYMENTS] if m.files)
+    png = stack.slack.files[shared.files[0]["id"]].content
+    assert png is not None and png_text(png)["Description"] == "series=1"
+    ranges = [c for c in stack.slack.calls if c.method == "files.completeUploadExternal"]
+    assert len(ranges) == 1
+
+    again = await chat.say("/platform metrics checkout staging --since 2h", as_user="carol")
+    assert again.text.startswith("That chart was drawn less than 15 s ago")
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("metrics checkout staging --since 3y", "`3y` is not a duration"),
+        ("metrics checkout staging --since 30d", "`--since` is from `5m` to `7d`."),
+        ("metrics checkuot staging", "No service named 'checkuot'; did you mean 'checkout'?"),
+        ("metrics checkout", "Missing &lt;env&gt;."),
+    ],
+)
+async def test_platform_metrics_says_what_to_type_instead(
+    chat: Chat, typed: str, said: str
+) -> None:
+    seen = await chat.say(typed, as_user="alice")
+    assert said in seen.text
