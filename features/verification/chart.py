@@ -88,6 +88,7 @@ def render(
         axes.set_title(panel.name, fontsize=9, loc="left")
         axes.grid(True, alpha=0.3)
         axes.yaxis.set_major_locator(MaxNLocator(4))
+        axes.tick_params(labelsize=8)
         if before is not None:
             axes.axvspan(
                 minutes(before[0].timestamp()),
@@ -116,7 +117,11 @@ def render(
     figure.suptitle(title, fontsize=11)
     buffer = io.BytesIO()
     figure.savefig(
-        buffer, format="png", dpi=DPI, metadata={"Description": f"series={drawn}", "Software": None}
+        buffer,
+        format="png",
+        dpi=DPI,
+        metadata={"Description": f"series={drawn}", "Software": None},
+        pil_kwargs={"compress_level": 1},  # zlib's fastest: 6x quicker, the PNG ~20% larger
     )
     return Chart(png=buffer.getvalue(), width=WIDTH_PX, height=height, series=drawn)
 
