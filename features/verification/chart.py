@@ -41,6 +41,15 @@ class Chart:
     """How many lines were drawn (over every panel)."""
 
 
+def warm_up() -> None:
+    """Import matplotlib and its Agg backend (seconds on a busy machine), so the first
+    chart after a deploy is not late: called when a verification is scheduled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure  # noqa: F401
+
+
 def render(
     title: str,
     panels: Sequence[Panel],

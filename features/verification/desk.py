@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from engine.db import Database, RunRow, utcnow
 from engine.timers import Clock, Timer, schedule
 from features.kit.context import Ports
-from features.verification.chart import Chart, Panel, describe, render
+from features.verification.chart import Chart, Panel, describe, render, warm_up
 from features.verification.messages import verdict_message
 from features.verification.queries import health_queries, promql
 from features.verification.tables import VerificationRow
@@ -148,6 +148,8 @@ class VerificationDesk:
             )
 
         await self.db.run(record)
+        if self.files is not None:  # the chart's imports, off the loop, while we wait
+            asyncio.get_running_loop().run_in_executor(None, warm_up)
         return f"verifying for {minutes(policy.window_seconds)} against the same time before"
 
     # -- 2. the window is over ------------------------------------------------------------

@@ -85,7 +85,8 @@ def test_the_release_is_degraded_if_any_query_is() -> None:
 
 
 def test_the_golden_path_is_used_without_catalog_queries_and_names_are_escaped() -> None:
-    assert health_queries(sample_catalog(), "checkout") == GOLDEN_PATH
+    assert health_queries(sample_catalog(), "refunds") == GOLDEN_PATH
+    assert health_queries(sample_catalog(), "checkout")[0].expr.startswith("sandbox_error_ratio")
     assert [q.name for q in GOLDEN_PATH] == ["error ratio", "p99 latency", "restarts"]
     expr = promql(GOLDEN_PATH[0], service='a"b', env="prod", namespace="n")
     assert 'service="a\\"b"' in expr
