@@ -8,6 +8,7 @@ environment's backend does the backend-specific part of each.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -19,6 +20,8 @@ from features.releases.backends.base import POLL_SECONDS, WATCH_TIMEOUT_SECONDS
 from kernel.actions import Action, Executor, Step, StepContext
 from kernel.mrkdwn import code, escape
 from kernel.ports.verification import FinishedRollout, NoVerification, RolloutVerifier
+
+log = logging.getLogger(__name__)
 
 
 class ReleaseExecutor:
@@ -61,20 +64,25 @@ class ReleaseExecutor:
     async def verify(
         self, context: StepContext, action: Deploy | Rollback, *, version: str
     ) -> dict[str, Any]:
-        """Tell the verifier the rollout finished (it schedules the health check)."""
+        """Tell the verifier the rollout finished (it schedules the health check). The
+        release is done either way: a verification that cannot be scheduled is logged and
+        said in the step's output, never a failed deploy."""
         started = _started_at(context) or datetime.now(UTC)
-        note = await self.verifier.rollout_finished(
-            FinishedRollout(
-                run_id=str(context.run_id),
-                kind="deploy" if isinstance(action, Deploy) else "rollback",
-                service=action.service,
-                env=action.env,
-                version=version,
-                requested_by=str(context.requested_by),
-                started_at=started,
-                finished_at=datetime.now(UTC),
-            )
+        rollout = FinishedRollout(
+            run_id=str(context.run_id),
+            kind="deploy" if isinstance(action, Deploy) else "rollback",
+            service=action.service,
+            env=action.env,
+            version=version,
+            requested_by=str(context.requested_by),
+            started_at=started,
+            finished_at=datetime.now(UTC),
         )
+        try:
+            note = await self.verifier.rollout_finished(rollout)
+        except Exception as exc:
+            log.exception("verification not scheduled", extra={"run": rollout.run_id})
+            note = f"not verified ({type(exc).__name__})"
         return {"verification": note} if note else {}
 
     def grafana_link(
