@@ -202,9 +202,10 @@ class VerificationDesk:
         return state
 
     async def share_chart(self, row: VerificationRow, observed: Observed) -> str | None:
-        """The chart in the verdict's thread; best effort (the verdict stands without it):
-        a failure is logged, and the file id returned when it was shared."""
-        if self.files is None:
+        """The chart in the verdict's thread (not when Prometheus had no data); best
+        effort (the verdict stands without it): a failure is logged, and the file id
+        returned when it was shared."""
+        if self.files is None or observed.state == "unknown":  # no data: nothing to draw
             return None
         try:
             chart = await asyncio.to_thread(release_chart, row, observed)
