@@ -171,7 +171,9 @@ async def test_platform_metrics_shares_the_chart_with_the_releases_marked(
     errors(stack, "staging", 0.02)
     await scraped(stack, 'env="staging"')
 
-    seen = await chat.say("/platform metrics checkout staging --since 2h", as_user="carol")
+    # the first chart imports matplotlib (seconds on a busy machine): the answer comes
+    # through the response_url, which Slack keeps for 30 minutes
+    seen = await chat.say("/platform metrics checkout staging --since 2h", as_user="carol", wait=30)
 
     assert seen.text.startswith("Shared the chart of `checkout` in `staging` over the last 2h")
     shared = next(m for m in stack.slack.messages[PAYMENTS] if m.files)
@@ -180,7 +182,9 @@ async def test_platform_metrics_shares_the_chart_with_the_releases_marked(
     ranges = [c for c in stack.slack.calls if c.method == "files.completeUploadExternal"]
     assert len(ranges) == 1
 
-    again = await chat.say("/platform metrics checkout staging --since 2h", as_user="carol")
+    again = await chat.say(
+        "/platform metrics checkout staging --since 2h", as_user="carol", wait=30
+    )
     assert again.text.startswith("That chart was drawn less than 15 s ago")
 
 
