@@ -1,8 +1,11 @@
-"""Prometheus: the current values behind an alert (the Show query button, `/platform status`).
+"""Prometheus: the current values behind an alert (the Show query button, `/platform status`)
+and the health queries' history around a deploy (features/verification, `query_range`).
 
 `PrometheusClient` implements `MetricsQuery` on prometheus-api-client's
 `PrometheusConnect.custom_query`, which calls the instant query API
-(`GET /api/v1/query`, https://prometheus.io/docs/prometheus/latest/querying/api/).
+(`GET /api/v1/query`, https://prometheus.io/docs/prometheus/latest/querying/api/), and
+`custom_query_range` (`GET /api/v1/query_range`: `start`, `end`, `step`; answers a
+matrix, each series `{"metric": {...}, "values": [[<unix time>, "<value>"], ...]}`).
 The client blocks (requests), so each query runs in `asyncio.to_thread`; constructing
 it opens no connection.
 
@@ -22,7 +25,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import math
 import re
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -32,9 +37,9 @@ from urllib3.util.retry import Retry
 from yarl import URL
 
 from kernel.errors import AdapterError
-from kernel.ports.systems import MetricsQuery, Sample
+from kernel.ports.systems import MetricsQuery, Sample, Series
 
-__all__ = ["MetricsQuery", "PrometheusClient", "Sample"]
+__all__ = ["MetricsQuery", "PrometheusClient", "Sample", "Series"]
 
 SYSTEM = "Prometheus"
 
@@ -80,6 +85,27 @@ def to_samples(result: Any) -> list[Sample]:
     return samples
 
 
+def to_series(result: Any) -> list[Series]:
+    """A range query's matrix as Series (NaN points are kept: a gap in the chart)."""
+    if not isinstance(result, list):
+        raise AdapterError(SYSTEM, "unexpected answer to a range query")
+    series: list[Series] = []
+    for item in result:
+        if not isinstance(item, dict) or not isinstance(item.get("values"), list):
+            raise AdapterError(SYSTEM, "unexpected answer to a range query")
+        labels = {str(k): str(v) for k, v in item.get("metric", {}).items()}
+        points = tuple((float(t), _number(v)) for t, v in item["values"])
+        series.append(Series(labels=labels, points=points))
+    return series
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 class PrometheusClient:
     """`MetricsQuery` on prometheus-api-client."""
 
@@ -107,6 +133,22 @@ class PrometheusClient:
                 SYSTEM, f"cannot reach Prometheus at {self._where} ({type(exc).__name__})"
             ) from exc
         return to_samples(result)
+
+    async def query_range(
+        self, expr: str, *, start: datetime, end: datetime, step_seconds: float
+    ) -> list[Series]:
+        """Evaluate `expr` every `step_seconds` over [start, end] in one request."""
+        try:
+            result = await asyncio.to_thread(
+                self._connect.custom_query_range, expr, start, end, f"{step_seconds:g}"
+            )
+        except PrometheusApiClientException as exc:
+            raise _api_error(exc) from exc
+        except requests.RequestException as exc:
+            raise AdapterError(
+                SYSTEM, f"cannot reach Prometheus at {self._where} ({type(exc).__name__})"
+            ) from exc
+        return to_series(result)
 
     async def close(self) -> None:
         """Close the HTTP session."""

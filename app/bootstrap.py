@@ -34,6 +34,7 @@ import features.new_service
 import features.pipelines
 import features.releases
 import features.secrets
+import features.verification
 from app.http import build_web_app
 from app.settings import Settings
 from app.slack import SlackFrontDoor, build_bolt_app
@@ -47,6 +48,7 @@ from engine.audit import DatabaseAuditLog
 from engine.db import Database, DatabaseUnavailable
 from engine.deliverer import Deliverer
 from engine.directory import SlackDirectory
+from engine.files import SlackFiles
 from engine.messenger import OutboxMessenger, SlackModals
 from engine.metrics import Metrics
 from engine.outbox import Outbox
@@ -254,8 +256,11 @@ def build_app(
     # webhooks and background loops. Features never import each other: what one needs
     # of another is a port (the alert's Rollback asks releases through `Releases`).
     registry = FeatureRegistry()
+    verification = features.verification.build(
+        ports, db, clock=clock, releases=ReleaseDesk(ports), files=SlackFiles(db, client)
+    )
     features.general.register(registry)
-    features.releases.register(registry)
+    features.releases.register(registry, verifier=verification)
     features.approvals.register(registry, approvals)
     features.alerts.register(registry, alerts, releases=ReleaseDesk(ports), ports=ports)
     features.new_service.register(registry)
@@ -267,6 +272,7 @@ def build_app(
     environments = features.environments.build(ports, db, clock=clock)
     pipelines.merge_requests = features.environments.register(registry, environments)
     features.backups.register(registry)
+    features.verification.register(registry, verification)
 
     engine.register([*registry.build_executors(ports), *executors])
     for kind, handler in registry.timers.items():

@@ -77,6 +77,29 @@ class Team(_Strict):
     default: the team's name."""
 
 
+class VerificationPolicy(_Strict):
+    """How deploys and rollbacks in an environment are verified (features/verification):
+    the health queries are watched for `window_seconds` after the rollout, against the
+    same length of time before it."""
+
+    enabled: bool = True
+    window_seconds: int = Field(default=600, ge=1, le=6 * 3600)
+    auto_rollback: bool = False
+    """On a degraded verdict the bot rolls back by itself (audited as its decision)."""
+
+
+class HealthQuery(_Strict):
+    """A PromQL expression watched after every deploy; `{service}`, `{env}` and
+    `{namespace}` are replaced (label-escaped). Degraded when the mean after the rollout
+    exceeds the mean before by more than `max_increase` (a fraction) AND `min_delta`."""
+
+    name: str = Field(min_length=1, max_length=40)
+    expr: str = Field(min_length=1, max_length=2000)
+    unit: Literal["ratio", "seconds", "count", ""] = ""
+    max_increase: float = Field(default=0.5, ge=0)
+    min_delta: float = Field(default=0.0, ge=0)
+
+
 class Environment(_Strict):
     """Where a service runs: a Kubernetes context, a deploy backend and a risk level."""
 
@@ -87,6 +110,7 @@ class Environment(_Strict):
     database_server: str | None = None
     """The PostgreSQL server (a key of `database_servers`) where the golden path's
     `postgres` step creates this environment's databases; None: no databases here."""
+    verification: VerificationPolicy = VerificationPolicy()
 
 
 DATABASE_PREFIX_PATTERN = r"^([a-z][a-z0-9_]{0,15})?$"
@@ -131,6 +155,8 @@ class Service(_Strict):
     """Argo CD Application name pattern; `{env}` is replaced (default `<service>-{env}`)."""
     removal: Removal | None = None
     """Set while Clean up removes the service (by the bot, never in platform.yml)."""
+    health_queries: tuple[HealthQuery, ...] = ()
+    """Watched after each deploy; empty: the golden path's (error ratio, p99, restarts)."""
 
 
 class PolicyMatch(_Strict):

@@ -21,10 +21,12 @@ from features.releases.history import History
 from features.releases.port import ReleaseDesk
 from features.releases.rollback import RollbackCommand
 from features.releases.status import Status
+from kernel.ports.verification import RolloutVerifier
 
 
-def register(registry: FeatureRegistry) -> None:
-    """Add the release commands, buttons and executors."""
+def register(registry: FeatureRegistry, *, verifier: RolloutVerifier | None = None) -> None:
+    """Add the release commands, buttons and executors (`verifier` hears of every
+    finished rollout)."""
     registry.add(
         DeployCommand(),
         RollbackCommand(),
@@ -33,7 +35,7 @@ def register(registry: FeatureRegistry) -> None:
         RollBackWithoutAutoSync(),
         TurnAutoSyncBackOn(),
     )
-    registry.executors(executors)
+    registry.executors(lambda ports: executors(ports, verifier))
 
 
 __all__ = ["ReleaseDesk", "register"]

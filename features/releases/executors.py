@@ -8,6 +8,7 @@ environment's backend does the backend-specific part of each.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -18,6 +19,9 @@ from features.releases.backends import ArgoCDBackend, ReleaseBackend, Watch, bac
 from features.releases.backends.base import POLL_SECONDS, WATCH_TIMEOUT_SECONDS
 from kernel.actions import Action, Executor, Step, StepContext
 from kernel.mrkdwn import code, escape
+from kernel.ports.verification import FinishedRollout, NoVerification, RolloutVerifier
+
+log = logging.getLogger(__name__)
 
 
 class ReleaseExecutor:
@@ -30,10 +34,12 @@ class ReleaseExecutor:
         *,
         poll_seconds: float = POLL_SECONDS,
         timeout_seconds: float = WATCH_TIMEOUT_SECONDS,
+        verifier: RolloutVerifier | None = None,
     ) -> None:
         self.ports = ports
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
+        self.verifier = verifier or NoVerification()
 
     @property
     def watch(self) -> Watch:
@@ -54,6 +60,30 @@ class ReleaseExecutor:
             text += f" <{escape(link)}|Grafana over the rollout>"
         await self.ports.messenger.post(self.ports.catalog.channel_of_service(service), text=text)
         return {"grafana": link}
+
+    async def verify(
+        self, context: StepContext, action: Deploy | Rollback, *, version: str
+    ) -> dict[str, Any]:
+        """Tell the verifier the rollout finished (it schedules the health check). The
+        release is done either way: a verification that cannot be scheduled is logged and
+        said in the step's output, never a failed deploy."""
+        started = _started_at(context) or datetime.now(UTC)
+        rollout = FinishedRollout(
+            run_id=str(context.run_id),
+            kind="deploy" if isinstance(action, Deploy) else "rollback",
+            service=action.service,
+            env=action.env,
+            version=version,
+            requested_by=str(context.requested_by),
+            started_at=started,
+            finished_at=datetime.now(UTC),
+        )
+        try:
+            note = await self.verifier.rollout_finished(rollout)
+        except Exception as exc:
+            log.exception("verification not scheduled", extra={"run": rollout.run_id})
+            note = f"not verified ({type(exc).__name__})"
+        return {"verification": note} if note else {}
 
     def grafana_link(
         self, service: str, env: str, *, start: datetime | None, end: datetime | None
@@ -85,13 +115,14 @@ class DeployExecutor(ReleaseExecutor):
             return await backend.watch_deploy(context, action, self.watch)
 
         async def done(context: StepContext) -> dict[str, Any]:
-            return await self.announce_done(
+            output = await self.announce_done(
                 context,
                 service=action.service,
                 env=action.env,
                 what=f"Deployed `{escape(action.service)}` {code(action.version)} to "
                 f"`{escape(action.env)}`",
             )
+            return {**output, **(await self.verify(context, action, version=action.version))}
 
         return [
             Step("change", backend.deploy_title(action), change),
@@ -131,7 +162,8 @@ class RollbackExecutor(ReleaseExecutor):
                 + action.destination(),
             )
             await backend.after_rollback(context, action)
-            return output
+            verified = await self.verify(context, action, version=action.destination())
+            return {**output, **verified}
 
         return [
             *backend.steps_before_rollback(action),
@@ -168,9 +200,14 @@ class AutoSyncExecutor(ReleaseExecutor):
         return await ArgoCDBackend(self.ports).auto_sync_stale_reason(action)
 
 
-def executors(ports: Ports) -> list[Executor]:
-    """The executors of Deploy, Rollback and SetAutoSync."""
-    return [DeployExecutor(ports), RollbackExecutor(ports), AutoSyncExecutor(ports)]
+def executors(ports: Ports, verifier: RolloutVerifier | None = None) -> list[Executor]:
+    """The executors of Deploy, Rollback and SetAutoSync (deploys and rollbacks tell
+    `verifier` when their rollout finished)."""
+    return [
+        DeployExecutor(ports, verifier=verifier),
+        RollbackExecutor(ports, verifier=verifier),
+        AutoSyncExecutor(ports),
+    ]
 
 
 def _started_at(context: StepContext) -> datetime | None:

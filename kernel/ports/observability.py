@@ -56,10 +56,24 @@ class Sample:
     value: float
 
 
+@dataclass(frozen=True)
+class Series:
+    """One series of a range query: its labels and (unix time, value) points."""
+
+    labels: dict[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
 class MetricsQuery(Protocol):
-    """Prometheus instant queries."""
+    """Prometheus instant and range queries."""
 
     async def query(self, expr: str) -> list[Sample]: ...
+
+    async def query_range(
+        self, expr: str, *, start: datetime, end: datetime, step_seconds: float
+    ) -> list[Series]:
+        """`GET /api/v1/query_range`: one request, every series over [start, end]."""
+        ...
 
 
 class DashboardLinks(Protocol):

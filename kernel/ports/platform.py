@@ -269,3 +269,19 @@ class Releases(Protocol):
         approvals, Argo CD's auto-sync); every refusal is a Reply, never an exception.
         `thread_key`: its card and progress go in that thread of `asker.channel`."""
         ...
+
+    async def auto_rollback(
+        self,
+        *,
+        service: str,
+        env: str,
+        reason: str,
+        idempotency_key: str,
+        reply_channel: SlackChannelId | None = None,
+    ) -> RunId:
+        """The bot's own rollback, decided by an environment's policy (`auto_rollback`):
+        planned like `/platform rollback` (to the previous revision; on Argo CD turning
+        automated sync off first), submitted as a Run requested by the bot, without an
+        approval (the policy is it). Idempotent on `idempotency_key`. Raises UsageError
+        when there is nothing to roll back to."""
+        ...

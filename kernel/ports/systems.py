@@ -42,7 +42,14 @@ from kernel.ports.gitops import (
     GitOpsApplication,
     GitOpsHistoryEntry,
 )
-from kernel.ports.observability import AlertSilences, DashboardLinks, Matcher, MetricsQuery, Sample
+from kernel.ports.observability import (
+    AlertSilences,
+    DashboardLinks,
+    Matcher,
+    MetricsQuery,
+    Sample,
+    Series,
+)
 from kernel.ports.secrets import SecretKey, SecretStore, ServiceSecrets
 
 # -- the bundle ------------------------------------------------------------------------
@@ -146,6 +153,7 @@ __all__ = [
     "Sample",
     "SecretKey",
     "SecretStore",
+    "Series",
     "ServiceDatabase",
     "ServiceDatabases",
     "ServiceSecrets",

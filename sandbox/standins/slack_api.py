@@ -96,7 +96,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
@@ -232,6 +232,8 @@ class Message:
     edits: int = 0
     bot_id: str | None = None
     team: str = ""
+    files: list[dict[str, Any]] = field(default_factory=list)
+    """Files shared with the message (files.completeUploadExternal)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The message object as Slack shows it in API answers and interaction payloads."""
@@ -242,6 +244,8 @@ class Message:
             "ts": self.ts,
             "team": self.team,
         }
+        if self.files:
+            data["files"] = self.files
         if self.blocks:
             data["blocks"] = self.blocks
         if self.bot_id:
@@ -249,6 +253,26 @@ class Message:
         if self.thread_ts:
             data["thread_ts"] = self.thread_ts
         return data
+
+
+MAX_FILE_BYTES = 1024**3
+"""Slack's largest file, 1 GB (https://slack.com/help/articles/201330736)."""
+
+
+@dataclass
+class UploadedFile:
+    """A file from files.getUploadURLExternal, its bytes once POSTed to the upload URL,
+    and where files.completeUploadExternal shared it."""
+
+    id: str
+    filename: str
+    length: int
+    alt_txt: str | None
+    content: bytes | None = None
+    title: str | None = None
+    completed: bool = False
+    channel: str | None = None
+    thread_ts: str | None = None
 
 
 @dataclass
@@ -805,6 +829,8 @@ class SlackStandIn(LoopbackServer):
         self._failures: dict[str, list[_Failure]] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._ims: dict[str, SlackChannel] = {}
+        self.files: dict[str, UploadedFile] = {}
+        self._upload_tokens: dict[str, str] = {}
         self._last_ts_us = 0
         self._changed = asyncio.Event()
         self._methods: dict[str, _Handler] = {
@@ -822,6 +848,8 @@ class SlackStandIn(LoopbackServer):
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
             "conversations.info": self._conversations_info,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
         }
 
     # lifecycle
@@ -829,6 +857,7 @@ class SlackStandIn(LoopbackServer):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{token}", self._handle_response_url)
+        app.router.add_post("/upload/{token}", self._handle_upload)
         app.router.add_get("/socket-mode", self.socket.handle)
 
     async def before_stop(self) -> None:
@@ -1158,6 +1187,108 @@ class SlackStandIn(LoopbackServer):
         ticket = self.socket.issue_ticket()
         ws_base = "ws" + self.base_url.removeprefix("http")
         return {"url": f"{ws_base}/socket-mode?ticket={ticket}&app_id={self.workspace.app_id}"}
+
+    # files: the external upload flow (files.upload is retired). Sources:
+    # https://docs.slack.dev/reference/methods/files.getUploadURLExternal (filename and
+    # length required; answers upload_url and file_id; Tier 4),
+    # https://docs.slack.dev/reference/methods/files.completeUploadExternal (files: an
+    # array of {id, title}; channel_id; thread_ts "never a reply's ts"; "can only be
+    # called once"; without it the upload is discarded; Tier 4).
+    # Assumed (no upstream error table found): a bad or missing argument is
+    # `invalid_arguments`, completing an id never issued, never uploaded or already
+    # completed is `file_not_found`, and bytes of another size than `length` are refused
+    # by the upload URL with HTTP 400 (the stand-in holds callers to what they declared).
+
+    def _files_get_upload_url_external(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename = args.get("filename")
+        if not isinstance(filename, str) or not filename.strip():
+            raise _Refusal(
+                "invalid_arguments", messages=["[ERROR] missing required field: filename"]
+            )
+        try:
+            length = int(args.get("length", ""))
+        except (TypeError, ValueError):
+            raise _Refusal(
+                "invalid_arguments", messages=["[ERROR] missing required field: length"]
+            ) from None
+        if not 1 <= length <= MAX_FILE_BYTES:
+            raise _Refusal("invalid_arguments", messages=["[ERROR] length out of range"])
+        file_id = f"F{secrets.token_hex(5).upper()}"
+        token = secrets.token_urlsafe(24)
+        alt = args.get("alt_txt")
+        self.files[file_id] = UploadedFile(
+            id=file_id,
+            filename=filename,
+            length=length,
+            alt_txt=alt if isinstance(alt, str) else None,
+        )
+        self._upload_tokens[token] = file_id
+        return {"upload_url": f"{self.base_url}/upload/{token}", "file_id": file_id}
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """The upload URL: raw bytes, or multipart form data with the file in a part."""
+        file_id = self._upload_tokens.get(request.match_info["token"])
+        if file_id is None:
+            return web.Response(status=404, text="not found")
+        upload = self.files[file_id]
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            parts = [v for v in form.values() if isinstance(v, web.FileField)]
+            data = parts[0].file.read() if parts else b""
+        else:
+            data = await request.read()
+        if len(data) != upload.length:
+            return web.Response(status=400, text=f"length mismatch: {len(data)} != {upload.length}")
+        upload.content = data
+        self._record("upload", {"file_id": file_id, "bytes": len(data)}, {"ok": True}, 200)
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _files_complete_upload_external(self, args: dict[str, Any]) -> dict[str, Any]:
+        wanted = args.get("files")
+        if isinstance(wanted, str):
+            try:
+                wanted = json.loads(wanted)
+            except ValueError:
+                raise _Refusal("invalid_arguments") from None
+        if not isinstance(wanted, list) or not wanted:
+            raise _Refusal("invalid_arguments", messages=["[ERROR] missing required field: files"])
+        uploads: list[tuple[UploadedFile, str | None]] = []
+        for item in wanted:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise _Refusal("invalid_arguments")
+            upload = self.files.get(item["id"])
+            if upload is None or upload.content is None or upload.completed:
+                raise _Refusal("file_not_found")
+            title = item.get("title")
+            uploads.append((upload, title if isinstance(title, str) else None))
+        channel_ref = args.get("channel_id")
+        thread_ts = _optional_str(args.get("thread_ts"))
+        channel = self._postable(channel_ref) if channel_ref else None
+        if channel is not None and thread_ts is not None:
+            root = self._find(channel.id, thread_ts)
+            if root is None or root.thread_ts is not None:
+                raise _Refusal("invalid_thread_ts")
+        shared = []
+        for upload, title in uploads:
+            upload.completed, upload.title = True, title or upload.filename
+            shared.append({"id": upload.id, "title": upload.title})
+        if channel is not None:
+            comment = args.get("initial_comment")
+            message = self._store(
+                channel.id,
+                text=comment if isinstance(comment, str) else "",
+                blocks=[],
+                user=self.workspace.bot_user_id,
+                thread_ts=thread_ts,
+                bot_id=self.workspace.bot_id,
+            )
+            message.files = [
+                {"id": u.id, "name": u.filename, "title": u.title, "size": u.length}
+                for u, _ in uploads
+            ]
+            for upload, _ in uploads:
+                upload.channel, upload.thread_ts = channel.id, thread_ts
+        return {"files": shared}
 
     def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._postable(args.get("channel"))

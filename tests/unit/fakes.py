@@ -432,3 +432,15 @@ class FakeReleases:
         self.asked.append((service, env, reason))
         self.threads.append(thread_key)
         return Reply(text=f"rollback of {service} in {env} asked")
+
+    async def auto_rollback(
+        self,
+        *,
+        service: str,
+        env: str,
+        reason: str,
+        idempotency_key: str,
+        reply_channel: Any = None,
+    ) -> Any:
+        self.asked.append((service, env, reason))
+        return f"auto-{idempotency_key}"

@@ -37,6 +37,8 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "chat.update": frozenset({"chat:write"}),
     "chat.postEphemeral": frozenset({"chat:write"}),
     "conversations.info": frozenset({"channels:read", "groups:read"}),  # public, private
+    # slack_sdk's files_upload_v2: files.getUploadURLExternal + completeUploadExternal
+    "files.upload.v2": frozenset({"files:write"}),
     "usergroups.list": frozenset({"usergroups:read"}),
     "usergroups.users.list": frozenset({"usergroups:read"}),
     "users.info": frozenset({"users:read"}),

@@ -769,3 +769,46 @@ async def test_the_watch_rides_out_a_blip_but_not_a_failing_api(
     else:
         with pytest.raises(StepFailed, match=r"^Kubernetes: the API server answered 503$"):
             await watching
+
+
+# -- the verification hook ---------------------------------------------------------------
+
+
+class RecordingVerifier:
+    def __init__(self, *, fail: bool = False) -> None:
+        self.heard: list[Any] = []
+        self.fail = fail
+
+    async def rollout_finished(self, rollout: Any) -> str | None:
+        self.heard.append(rollout)
+        if self.fail:
+            raise RuntimeError("database away")
+        return "verifying for 10 min"
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_a_finished_rollout_is_told_to_the_verifier_and_never_fails_the_deploy(
+    fail: bool,
+) -> None:
+    ctx = world().context()
+    action = await plan_deploy(ctx, service="checkout", env="prod", version="1.4.3")
+    verifier = RecordingVerifier(fail=fail)
+    executor = next(e for e in executors(ctx.ports, verifier) if e.action_type is Deploy)
+    executor.poll_seconds = 0  # type: ignore[attr-defined]
+    outputs: dict[str, dict[str, Any]] = {}
+    for step in executor.steps(action):
+        outputs[step.name] = (
+            await step.run(StepContext(RunId("r1"), action, ALICE, outputs, 1)) or {}
+        )
+
+    (rollout,) = verifier.heard
+    assert (rollout.run_id, rollout.kind, rollout.service, rollout.env, rollout.version) == (
+        "r1",
+        "deploy",
+        "checkout",
+        "prod",
+        "1.4.3",
+    )
+    assert rollout.started_at <= rollout.finished_at
+    expected = "not verified (RuntimeError)" if fail else "verifying for 10 min"
+    assert outputs["done"]["verification"] == expected

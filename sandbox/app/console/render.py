@@ -342,6 +342,11 @@ def render_conversation(
             message.blocks, message.text, names, first_button=start, ts=message.ts
         )
         flag = " (edited)" if message.ts in changed else ""
+        shared = tuple(
+            f"[file {f.get('name', '')}: {f.get('title', '')}, {f.get('size', 0):,} bytes]"
+            for f in message.files
+        )
+        body = body + Rendered(shared) if shared else body
         result += Rendered((f"{prefix}{header.format(flag=flag)}",)) + body.indented(indent)
 
     for message in messages:
