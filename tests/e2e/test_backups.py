@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from app.bootstrap import build_app
 from engine.db import AuditRow, RunRow, utcnow
 from features.backups.executors import BackupExecutor, RestoreExecutor
-from sandbox.app.stack import KUBERNETES_TOKEN, SandboxStack, sandbox_stack
+from sandbox.app.stack import KUBERNETES_ADMIN_TOKEN, SandboxStack, sandbox_stack
 from sandbox.standins.velero import VeleroStandIn
 from tests.harness import Chat, eventually
 
@@ -46,9 +46,11 @@ def velero(stack: SandboxStack, cluster: str = PROD) -> VeleroStandIn:
 
 
 async def add_config_maps(stack: SandboxStack, names: tuple[str, ...], ns: str = NS) -> None:
-    url = f"{stack.clusters[PROD].url}/api/v1/namespaces/{ns}/configmaps"
-    headers = {"Authorization": f"Bearer {KUBERNETES_TOKEN}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
+    cluster = stack.clusters[PROD]
+    url = f"{cluster.url}/api/v1/namespaces/{ns}/configmaps"
+    headers = {"Authorization": f"Bearer {KUBERNETES_ADMIN_TOKEN}"}  # a person, not the bot
+    connector = aiohttp.TCPConnector(ssl=cluster.client_ssl())
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
         for name in names:
             body = {"metadata": {"name": name}, "data": {"k": name}}
             async with http.post(url, json=body) as response:

@@ -28,7 +28,7 @@ from features.environments.tables import EnvironmentRow
 from sandbox.app.stack import (
     GITLAB_TOKEN,
     GITLAB_WEBHOOK_TOKEN,
-    KUBERNETES_TOKEN,
+    KUBERNETES_ADMIN_TOKEN,
     SandboxStack,
     sandbox_stack,
 )
@@ -339,8 +339,9 @@ async def test_restart_during_teardown_finishes_it(tmp_path: Path) -> None:
         await create(stack, chat, "/platform env create checkout --name co-crash --ttl 1h")
         cluster = stack.clusters[STAGING]
         base = f"{cluster.url.rstrip('/')}/api/v1/namespaces/env-co-crash/configmaps"
-        headers = {"Authorization": f"Bearer {KUBERNETES_TOKEN}"}
-        async with aiohttp.ClientSession(headers=headers) as http:
+        headers = {"Authorization": f"Bearer {KUBERNETES_ADMIN_TOKEN}"}  # a person, not the bot
+        connector = aiohttp.TCPConnector(ssl=cluster.client_ssl())
+        async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
             hold = {"metadata": {"name": "hold", "finalizers": ["example.com/hold"]}}
             async with http.post(base, json=hold) as response:
                 assert response.status == 201

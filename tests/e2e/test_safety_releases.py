@@ -19,7 +19,7 @@ from sqlalchemy import select
 from engine.db import RunRow
 from features.approvals.request import OPEN
 from features.approvals.tables import ApprovalRow, ApprovalVoteRow
-from sandbox.app.stack import KUBERNETES_TOKEN, SandboxStack, sandbox_stack
+from sandbox.app.stack import KUBERNETES_ADMIN_TOKEN, SandboxStack, sandbox_stack
 from sandbox.standins.kubernetes import REVISION
 from tests.e2e.test_argocd_rollback import click
 from tests.e2e.test_deploy_rollback import approve, deployment, message
@@ -169,7 +169,8 @@ def slash_body(stack: SandboxStack, text: str, *, user: str) -> bytes:
 
 async def rollout_restart(stack: SandboxStack, env: str) -> None:
     """What `kubectl rollout restart` does: stamp the pod template, nothing else."""
-    url = stack.clusters[f"sandbox-{env}"].url.rstrip("/")
+    cluster = stack.clusters[f"sandbox-{env}"]
+    url = cluster.url.rstrip("/")
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     patch: dict[str, Any] = {
         "spec": {
@@ -177,7 +178,10 @@ async def rollout_restart(stack: SandboxStack, env: str) -> None:
         }
     }
     async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {KUBERNETES_TOKEN}"}) as http,
+        aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {KUBERNETES_ADMIN_TOKEN}"},
+            connector=aiohttp.TCPConnector(ssl=cluster.client_ssl()),
+        ) as http,
         http.patch(
             f"{url}/apis/apps/v1/namespaces/checkout-{env}/deployments/checkout",
             data=json.dumps(patch),
