@@ -16,6 +16,9 @@ from sandbox.app.stack import SandboxStack, sandbox_stack
 from tests.e2e.test_alerts import CHECKOUT, alert, notification, parents, post, replies
 from tests.harness import eventually
 
+# a whole stack and several clicks: slow on a busy machine
+pytestmark = pytest.mark.timeout(150)
+
 
 @pytest.fixture
 async def stack(database_url: str) -> AsyncIterator[SandboxStack]:

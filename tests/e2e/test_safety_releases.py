@@ -29,6 +29,10 @@ PAYMENTS = "C01PAYMENTS"
 IMAGE = "registry.example.com/payments/checkout"
 
 
+# a whole stack and several clicks: slow on a busy machine
+pytestmark = pytest.mark.timeout(150)
+
+
 @pytest.fixture
 async def stack(database_url: str) -> AsyncIterator[SandboxStack]:
     async with sandbox_stack(database_url=database_url, rollout_seconds=0.1) as running:

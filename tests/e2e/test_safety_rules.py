@@ -28,6 +28,9 @@ from tests.e2e.test_approvals import (
     run_state,
 )
 
+# a whole stack and several clicks: slow on a busy machine
+pytestmark = pytest.mark.timeout(150)
+
 
 @pytest.fixture
 def bump() -> BumpExecutor:

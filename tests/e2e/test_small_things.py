@@ -15,6 +15,10 @@ from tests.harness import eventually
 PAYMENTS = "C01PAYMENTS"
 
 
+# a whole stack and several clicks: slow on a busy machine
+pytestmark = pytest.mark.timeout(150)
+
+
 @pytest.fixture
 def bump() -> BumpExecutor:
     return BumpExecutor()
