@@ -127,6 +127,9 @@ class PlatformBot:
             self.tasks.start("catalog-refresh", self._refresh_catalog)
             self.tasks.start("timers", self.timers.loop)
             if isinstance(self.ports.directory, SlackDirectory):
+                # Warm before serving, so no click waits for it; then every few minutes.
+                with contextlib.suppress(DatabaseUnavailable):
+                    await self.ports.directory.refresh()
                 self.tasks.start("directory-refresh", self.ports.directory.refresh_loop)
             for background in self.features.loops:
                 self.tasks.start(background.name, background.loop)
