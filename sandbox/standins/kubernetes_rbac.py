@@ -132,10 +132,13 @@ class Policy:
     objects: list[Obj] = field(default_factory=list)
 
     @classmethod
-    def from_yaml(cls, *paths: Path, namespace: str | None = None) -> Policy:
+    def from_yaml(
+        cls, *paths: Path, namespace: str | None = None, objects_namespace: str | None = None
+    ) -> Policy:
         """The RBAC objects in these YAML files (multi-document). ``namespace`` fills in the
         namespace of ServiceAccount subjects that have none, as Kustomize's ``namespace:``
-        does for the shipped bindings."""
+        does for the shipped bindings; ``objects_namespace`` is the namespace of Roles and
+        RoleBindings that name none (a kustomization's ``namespace:`` sets it)."""
         found: list[Obj] = []
         for path in paths:
             for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
@@ -145,6 +148,8 @@ class Policy:
                     "ClusterRoleBinding",
                     "RoleBinding",
                 ):
+                    if objects_namespace is not None and doc["kind"] in ("Role", "RoleBinding"):
+                        doc.setdefault("metadata", {}).setdefault("namespace", objects_namespace)
                     if namespace is not None:
                         for subject in doc.get("subjects") or []:
                             if subject.get("kind") == "ServiceAccount":
@@ -269,10 +274,23 @@ BOT = Identity.service_account(BOT_NAMESPACE, "platform-bot")
 """The bot's identity in the cluster: its ServiceAccount (deploy/base/serviceaccount.yaml)."""
 
 
+SHIPPED_VELERO_RBAC = Path(__file__).resolve().parents[2] / "deploy" / "velero-rbac"
+"""The Role and RoleBinding in Velero's namespace (`kubectl apply -k deploy/velero-rbac`)."""
+VELERO_NAMESPACE = "velero"
+"""deploy/velero-rbac/kustomization.yaml's `namespace:`."""
+
+
 def shipped_policy() -> Policy:
-    """The RBAC objects the bot ships, as `kubectl apply -k deploy/base` creates them."""
-    return Policy.from_yaml(
+    """The RBAC objects the bot ships, as `kubectl apply -k deploy/base` and `kubectl apply
+    -k deploy/velero-rbac` create them."""
+    base = Policy.from_yaml(
         SHIPPED_RBAC / "clusterroles.yaml",
         SHIPPED_RBAC / "bindings.yaml",
         namespace=BOT_NAMESPACE,
     )
+    velero = Policy.from_yaml(
+        SHIPPED_VELERO_RBAC / "role.yaml",
+        namespace=BOT_NAMESPACE,
+        objects_namespace=VELERO_NAMESPACE,
+    )
+    return Policy([*base.objects, *velero.objects])

@@ -285,7 +285,13 @@ def adapter_calls() -> set[tuple[str, str, str]]:
             continue
         verb, _, rest = node.attr.partition("_")
         resource = rest.removeprefix("namespaced_").replace("_", "")
-        plural = resource[:-1] + "ies" if resource.endswith("y") else resource + "s"
+        plural = (
+            resource[:-1] + "ies"
+            if resource.endswith("y")
+            else resource + "es"
+            if resource.endswith("s")
+            else resource + "s"
+        )
         calls.add((API_GROUPS[api], plural, VERBS[verb]))
     return calls
 
