@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.db import OutboxRow, RunRow, utcnow
+from engine.timers import TimerRow
 from sandbox.app.console.render import (
     BOT_NAME,
     Button,
@@ -291,4 +292,10 @@ def _work_waiting(session: Session) -> bool:
     runs = session.scalar(
         select(func.count()).select_from(RunRow).where(RunRow.state.in_(("pending", "running")))
     )
-    return bool(outbox) or bool(runs)
+    # A timer due now is work too (e.g. the Silence form's silence, made after the answer).
+    timers = session.scalar(
+        select(func.count())
+        .select_from(TimerRow)
+        .where(TimerRow.state.in_(("pending", "firing")), TimerRow.due_at <= soon)
+    )
+    return bool(outbox) or bool(runs) or bool(timers)
