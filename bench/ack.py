@@ -48,6 +48,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from machine import loadavg
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout even if the package is not installed
@@ -707,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "connections": args.connections,
-        "loadavg_before": _loadavg(),
+        "loadavg_before": loadavg(),
     }
     try:
         with tempfile.TemporaryDirectory(prefix="platform-bot-bench-") as scratch:
@@ -726,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
         return 1
-    meta["loadavg_after"] = _loadavg()
+    meta["loadavg_after"] = loadavg()
     meta["elapsed_s"] = round(time.perf_counter() - started, 1)
     summary = summarize(measurements, args.rounds)
     print_report(measurements, summary, startup, after, meta)
@@ -755,13 +757,6 @@ def main(argv: list[str] | None = None) -> int:
         print("BENCHMARK FAILED: a server did not shut down cleanly on SIGTERM", file=sys.stderr)
         return 1
     return 0
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 if __name__ == "__main__":

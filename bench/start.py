@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import loadavg
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CONFIG = ROOT / "sandbox" / "app" / "sample" / "platform.yml"
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.starts = 1
-    load_before = _loadavg()
+    load_before = loadavg()
     out: dict[str, Any] = {"loadavg_before": load_before, "runs": []}
     try:
         for systems in ("none", "all") if args.systems == "both" else (args.systems,):
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
         return 1
-    out["loadavg_after"] = _loadavg()
+    out["loadavg_after"] = loadavg()
     print(f"\n== start-up, load avg {load_before} -> {out['loadavg_after']} (median of starts)")
     for result in out["runs"]:
         t = result["targets"]
@@ -236,13 +238,6 @@ def main(argv: list[str] | None = None) -> int:
         print("BENCHMARK FAILED: the bot did not shut down cleanly on SIGTERM", file=sys.stderr)
         return 1
     return 0
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 if __name__ == "__main__":

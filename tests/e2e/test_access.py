@@ -7,34 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from engine.db import AuditRow, RunRow
+from engine.db import RunRow
 from engine.timers import Timers
 from features.access.tables import AccessGrantRow
 from sandbox.app.stack import SandboxStack, sandbox_stack
+from tests.e2e.helpers import advance, click, events, said, settled
 from tests.harness import Chat, eventually
 
 NS = "checkout-staging"
-
-
-@pytest.fixture
-async def stack(database_url: str) -> AsyncIterator[SandboxStack]:
-    async with sandbox_stack(database_url=database_url) as running:
-        yield running
-
-
-@pytest.fixture
-def chat(stack: SandboxStack) -> Chat:
-    return Chat(stack)
 
 
 def bindings(stack: SandboxStack, cluster: str = "sandbox-staging", ns: str = NS) -> list[Any]:
@@ -45,42 +31,10 @@ def bindings(stack: SandboxStack, cluster: str = "sandbox-staging", ns: str = NS
     ]
 
 
-async def settled(stack: SandboxStack, kind: str, n: int = 1) -> list[str]:
-    def states(session: Session) -> list[str]:
-        rows = session.execute(
-            select(RunRow.state).where(RunRow.action_kind == kind).order_by(RunRow.created_at)
-        )
-        return list(rows.scalars())
-
-    for _ in range(400):
-        found = await stack.bot.db.run(states)
-        if len(found) >= n and all(s in ("succeeded", "failed", "cancelled") for s in found):
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{kind} Runs did not finish: {await stack.bot.db.run(states)}")
-
-
-async def advance(stack: SandboxStack, delta: timedelta) -> None:
-    stack.clock.advance(delta)
-    await stack.bot.timers.fire_due()
-
-
 async def grant_id(stack: SandboxStack) -> str:
     rows = await stack.bot.db.run(lambda s: list(s.execute(select(AccessGrantRow.id)).scalars()))
     assert len(rows) == 1
     return str(rows[0])
-
-
-async def events(stack: SandboxStack, prefix: str) -> list[str]:
-    def read(session: Session) -> list[str]:
-        rows = session.execute(select(AuditRow.event).where(AuditRow.event.startswith(prefix)))
-        return list(rows.scalars())
-
-    return await stack.bot.db.run(read)
-
-
-def said(stack: SandboxStack, channel: str, containing: str) -> Any:
-    return next((m for m in stack.slack.messages.get(channel, []) if containing in m.text), None)
 
 
 async def test_a_grant_is_bound_warned_about_and_revoked_once_on_schedule(
@@ -139,8 +93,24 @@ async def test_extend_moves_the_end_and_the_old_timer_does_nothing(
         for e in b["elements"]
         if e["action_id"] == "access.extend"
     )
-    await click_in_dm(stack, "bob", "access.extend", value, warning.ts)
-    await click_in_dm(stack, "alice", "access.extend", value, warning.ts)
+    await click(
+        stack,
+        "bob",
+        "access.extend",
+        value,
+        channel="D01ALICE",
+        channel_name="directmessage",
+        message_ts=warning.ts,
+    )
+    await click(
+        stack,
+        "alice",
+        "access.extend",
+        value,
+        channel="D01ALICE",
+        channel_name="directmessage",
+        message_ts=warning.ts,
+    )
     assert await settled(stack, "access.extend") == ["succeeded"]
     await advance(stack, timedelta(minutes=15))  # past the first end
     assert bindings(stack), "the extension keeps it"
@@ -243,31 +213,3 @@ async def test_someone_without_a_cluster_identity_is_told_who_to_ask(
             '/platform access checkout staging --role view --for 1h --reason "x"'
         )
         assert "access.identities" in seen.text and "platform team" in seen.text
-
-
-async def click_in_dm(stack: SandboxStack, user: str, action_id: str, value: str, ts: str) -> None:
-    """Press a button on a message in alice's DM with the bot, as Slack sends that click."""
-    who, ws = stack.workspace.user(user), stack.workspace
-    payload = {
-        "type": "block_actions",
-        "user": {"id": who.id, "username": who.name, "team_id": ws.team_id},
-        "api_app_id": ws.app_id,
-        "token": "sandbox",
-        "team": {"id": ws.team_id, "domain": ws.domain},
-        "container": {"type": "message", "channel_id": "D01ALICE", "message_ts": ts},
-        "channel": {"id": "D01ALICE", "name": "directmessage"},
-        "trigger_id": stack.slack.issue_trigger_id(user=who.id),
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": "b",
-                "type": "button",
-                "value": value,
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-        "response_url": stack.slack.new_response_url(channel="D01ALICE", user=who.id),
-    }
-    body = urlencode({"payload": json.dumps(payload)}).encode()
-    response = await stack.sender.raw(body, content_type="application/x-www-form-urlencoded")
-    assert response.status == 200

@@ -5,7 +5,6 @@ the middle of a backup."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,14 +12,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.bootstrap import build_app
-from engine.db import AuditRow, RunRow, utcnow
+from engine.db import RunRow, utcnow
 from features.backups.executors import BackupExecutor, RestoreExecutor
 from sandbox.app.stack import KUBERNETES_ADMIN_TOKEN, SandboxStack, sandbox_stack
 from sandbox.standins.velero import VeleroStandIn
+from tests.e2e.helpers import events, settled
 from tests.harness import Chat, eventually
 
 PROD, NS = "sandbox-prod", "checkout-prod"
@@ -33,11 +33,6 @@ async def stack(database_url: str) -> AsyncIterator[SandboxStack]:
             running.bot.engine.executors[kind].watching.poll_seconds = 0.02  # type: ignore[attr-defined]
         await add_config_maps(running, ("settings", "flags", "routes"))
         yield running
-
-
-@pytest.fixture
-def chat(stack: SandboxStack) -> Chat:
-    return Chat(stack)
 
 
 def velero(stack: SandboxStack, cluster: str = PROD) -> VeleroStandIn:
@@ -57,21 +52,6 @@ async def add_config_maps(stack: SandboxStack, names: tuple[str, ...], ns: str =
                 assert response.status == 201, await response.text()
 
 
-async def settled(stack: SandboxStack, kind: str, n: int = 1) -> list[str]:
-    def states(session: Session) -> list[str]:
-        rows = session.execute(
-            select(RunRow.state).where(RunRow.action_kind == kind).order_by(RunRow.created_at)
-        )
-        return list(rows.scalars())
-
-    for _ in range(400):
-        found = await stack.bot.db.run(states)
-        if len(found) >= n and all(s in ("succeeded", "failed", "cancelled") for s in found):
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{kind} Runs did not finish: {await stack.bot.db.run(states)}")
-
-
 def progress(stack: SandboxStack, channel: str, containing: str) -> Any:
     """The last version of the message (updated in place) that contains `containing`."""
     for message in reversed(stack.slack.messages.get(channel, [])):
@@ -86,16 +66,6 @@ def text_of(message: Any) -> str:
 
 def backups_in(stack: SandboxStack) -> list[dict[str, Any]]:
     return velero(stack).all("backups")
-
-
-async def events(stack: SandboxStack, prefix: str) -> list[str]:
-    def read(session: Session) -> list[str]:
-        rows = session.execute(
-            select(AuditRow.event).where(AuditRow.event.startswith(prefix)).order_by(AuditRow.id)
-        )
-        return list(rows.scalars())
-
-    return await stack.bot.db.run(read)
 
 
 async def take_backup(stack: SandboxStack, chat: Chat, *, ttl: str = "") -> dict[str, Any]:

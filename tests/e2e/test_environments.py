@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.bootstrap import build_app
-from engine.db import AuditRow, RunRow
+from engine.db import RunRow
 from engine.timers import Timers
 from features.environments.tables import EnvironmentRow
 from sandbox.app.stack import (
@@ -32,40 +28,10 @@ from sandbox.app.stack import (
     SandboxStack,
     sandbox_stack,
 )
+from tests.e2e.helpers import advance, click, events, said, settled
 from tests.harness import Chat, eventually
 
 STAGING = "sandbox-staging"
-
-
-@pytest.fixture
-async def stack(database_url: str) -> AsyncIterator[SandboxStack]:
-    async with sandbox_stack(database_url=database_url) as running:
-        yield running
-
-
-@pytest.fixture
-def chat(stack: SandboxStack) -> Chat:
-    return Chat(stack)
-
-
-async def settled(stack: SandboxStack, kind: str, n: int = 1) -> list[str]:
-    def states(session: Session) -> list[str]:
-        rows = session.execute(
-            select(RunRow.state).where(RunRow.action_kind == kind).order_by(RunRow.created_at)
-        )
-        return list(rows.scalars())
-
-    for _ in range(600):
-        found = await stack.bot.db.run(states)
-        if len(found) >= n and all(s in ("succeeded", "failed", "cancelled") for s in found):
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{kind} Runs did not finish: {await stack.bot.db.run(states)}")
-
-
-async def advance(stack: SandboxStack, delta: timedelta) -> None:
-    stack.clock.advance(delta)
-    await stack.bot.timers.fire_due()
 
 
 async def rows(stack: SandboxStack) -> list[EnvironmentRow]:
@@ -75,18 +41,6 @@ async def rows(stack: SandboxStack) -> list[EnvironmentRow]:
         return found
 
     return await stack.bot.db.run(read)
-
-
-async def events(stack: SandboxStack, prefix: str) -> list[str]:
-    def read(session: Session) -> list[str]:
-        found = session.execute(select(AuditRow.event).where(AuditRow.event.startswith(prefix)))
-        return list(found.scalars())
-
-    return await stack.bot.db.run(read)
-
-
-def said(stack: SandboxStack, channel: str, containing: str) -> Any:
-    return next((m for m in stack.slack.messages.get(channel, []) if containing in m.text), None)
 
 
 def namespace(stack: SandboxStack, name: str) -> Any:
@@ -105,38 +59,10 @@ def button_value(message: Any, action_id: str) -> str:
     )
 
 
-async def click(stack: SandboxStack, user: str, action_id: str, value: str, channel: str) -> None:
-    """Press a button (on a message or an ephemeral) as Slack sends that click."""
-    who, ws = stack.workspace.user(user), stack.workspace
-    payload = {
-        "type": "block_actions",
-        "user": {"id": who.id, "username": who.name, "team_id": ws.team_id},
-        "api_app_id": ws.app_id,
-        "token": "sandbox",
-        "team": {"id": ws.team_id, "domain": ws.domain},
-        "container": {"type": "message", "channel_id": channel, "message_ts": "1.000001"},
-        "channel": {"id": channel, "name": "x"},
-        "trigger_id": stack.slack.issue_trigger_id(user=who.id),
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": "b",
-                "type": "button",
-                "value": value,
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-        "response_url": stack.slack.new_response_url(channel=channel, user=who.id),
-    }
-    body = urlencode({"payload": json.dumps(payload)}).encode()
-    response = await stack.sender.raw(body, content_type="application/x-www-form-urlencoded")
-    assert response.status == 200
-
-
 async def create(stack: SandboxStack, chat: Chat, text: str, *, as_user: str = "alice") -> str:
     seen = await chat.say(text, as_user=as_user)
     assert "Creating" in seen.text, seen.text
-    assert (await settled(stack, "env.create"))[-1] == "succeeded"
+    assert (await settled(stack, "env.create", tries=600))[-1] == "succeeded"
     return seen.text
 
 
@@ -177,8 +103,10 @@ async def test_create_warn_extend_and_expire_once(stack: SandboxStack, chat: Cha
     in_thread = await eventually(lambda: said(stack, "C01PAYMENTS", "is deleted at"))
     assert in_thread.thread_ts == ready.ts
 
-    await click(stack, "alice", "env.extend", button_value(warning, "env.extend"), "D01ALICE")
-    assert await settled(stack, "env.extend") == ["succeeded"]
+    await click(
+        stack, "alice", "env.extend", button_value(warning, "env.extend"), channel="D01ALICE"
+    )
+    assert await settled(stack, "env.extend", tries=600) == ["succeeded"]
     await eventually(lambda: said(stack, "C01PAYMENTS", "now lives until"))
 
     # past the first end: the extension keeps it; the old generation's timer does nothing
@@ -197,7 +125,7 @@ async def test_create_warn_extend_and_expire_once(stack: SandboxStack, chat: Cha
         other.register(kind, handler)
     stack.clock.advance(timedelta(days=3))
     await asyncio.gather(stack.bot.timers.fire_due(), other.fire_due())
-    assert await settled(stack, "env.delete") == ["succeeded"]
+    assert await settled(stack, "env.delete", tries=600) == ["succeeded"]
     assert namespace(stack, "env-co-demo") is None
     gone = await eventually(lambda: said(stack, "C01PAYMENTS", "is gone (its time was up)"))
     assert gone.thread_ts == ready.ts
@@ -215,8 +143,8 @@ async def test_delete_asks_to_confirm_and_status_shows_it(stack: SandboxStack, c
     assert namespace(stack, "env-co-del") is not None, "nothing happens before the confirmation"
     refused = await chat.say("/platform env delete co-del", as_user="carol")
     assert "Only <@U01ALICE>" in refused.text
-    await click(stack, "alice", "env.delete-confirm", value, "C01PAYMENTS")
-    assert await settled(stack, "env.delete") == ["succeeded"]
+    await click(stack, "alice", "env.delete-confirm", value, channel="C01PAYMENTS")
+    assert await settled(stack, "env.delete", tries=600) == ["succeeded"]
     assert namespace(stack, "env-co-del") is None
     await eventually(lambda: said(stack, "C01PAYMENTS", "deleted by <@U01ALICE>"))
     [row] = await rows(stack)
@@ -261,14 +189,14 @@ async def test_a_cluster_refusal_shows_the_api_message_and_the_record_stays(
     stack.clusters[STAGING].fail_next("POST", "/apis/apps/v1/namespaces/env-co-no/deployments", 403)
     seen = await chat.say("/platform env create checkout --name co-no")
     assert "Creating" in seen.text
-    assert await settled(stack, "env.create") == ["failed"]
+    assert await settled(stack, "env.create", tries=600) == ["failed"]
     [row] = await rows(stack)
     assert row.state == "failed" and row.last_error
     listed = await chat.say("/platform env list")
     assert "*failed*" in listed.text
     # it still ends by itself
     await advance(stack, timedelta(days=3, minutes=1))
-    assert await settled(stack, "env.delete") == ["succeeded"]
+    assert await settled(stack, "env.delete", tries=600) == ["succeeded"]
     assert namespace(stack, "env-co-no") is None
 
 
@@ -278,13 +206,13 @@ async def test_teardown_failure_is_retried_and_stays_visible(
     await create(stack, chat, "/platform env create checkout --name co-retry --ttl 1h")
     stack.clusters[STAGING].fail_next("DELETE", "/api/v1/namespaces/env-co-retry", 500)
     await advance(stack, timedelta(hours=1, minutes=1))
-    assert await settled(stack, "env.delete") == ["failed"]
+    assert await settled(stack, "env.delete", tries=600) == ["failed"]
     [row] = await rows(stack)
     assert row.state == "deleting" and row.last_error
     assert "deleting" in (await chat.say("/platform env list")).text
     await eventually(lambda: said(stack, "C01PAYMENTS", "Deleting environment `co-retry`"))
     await advance(stack, timedelta(minutes=3))
-    assert await settled(stack, "env.delete", 2) == ["failed", "succeeded"]
+    assert await settled(stack, "env.delete", 2, tries=600) == ["failed", "succeeded"]
     assert namespace(stack, "env-co-retry") is None
     [row] = await rows(stack)
     assert row.state == "deleted" and row.last_error is None
@@ -293,7 +221,7 @@ async def test_teardown_failure_is_retried_and_stays_visible(
 async def test_namespace_create_with_defaults_and_refusals(stack: SandboxStack, chat: Chat) -> None:
     seen = await chat.say("/platform namespace create payments scratch")
     assert "Creating" in seen.text, seen.text
-    assert await settled(stack, "namespace.create") == ["succeeded"]
+    assert await settled(stack, "namespace.create", tries=600) == ["succeeded"]
     objects = stack.clusters[STAGING].objects
     assert namespace(stack, "payments-scratch") is not None
     assert [q["metadata"]["name"] for q in objects.list("resourcequotas", "payments-scratch")] == [
@@ -314,7 +242,7 @@ async def test_namespace_create_with_defaults_and_refusals(stack: SandboxStack, 
     # a refusal from the cluster shows the API server's own message
     stack.clusters[STAGING].fail_next("POST", "/api/v1/namespaces", 403)
     await chat.say("/platform namespace create payments denied")
-    assert (await settled(stack, "namespace.create", 2))[-1] == "failed"
+    assert (await settled(stack, "namespace.create", 2, tries=600))[-1] == "failed"
     errors = await stack.bot.db.run(
         lambda s: [r.error for r in s.query(RunRow).filter_by(action_kind="namespace.create")]
     )
@@ -375,7 +303,7 @@ async def test_restart_during_teardown_finishes_it(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
             assert row.state == "deleted"
             assert namespace(stack, "env-co-crash") is None
-            assert await settled(stack, "env.delete") == ["succeeded"]
+            assert await settled(stack, "env.delete", tries=600) == ["succeeded"]
             await eventually(lambda: said(stack, "C01PAYMENTS", "is gone (its time was up)"))
             assert await events(stack, "env.deleted") == ["env.deleted"]
         finally:
@@ -442,7 +370,7 @@ async def test_a_preview_from_the_label_to_the_merge(stack: SandboxStack) -> Non
     mr = stack.gitlab.set_merge_request(path, mr["iid"], labels=["preview"])
     status, text = await hook(stack, merge_request_event(project, mr, action="update", updated="2"))
     assert status == 200 and "creating checkout-mr1" in text
-    assert await settled(stack, "env.create") == ["succeeded"]
+    assert await settled(stack, "env.create", tries=600) == ["succeeded"]
     [deployment] = stack.clusters[STAGING].objects.list("deployments", "env-checkout-mr1")
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.example.com/payments/checkout:feature-fast-pay"  # the ref slug
@@ -450,12 +378,12 @@ async def test_a_preview_from_the_label_to_the_merge(stack: SandboxStack) -> Non
     assert "https://checkout-mr1.envs.sandbox.example.com" in note["body"]
     # GitLab redelivers: the same event makes nothing new
     await hook(stack, merge_request_event(project, mr, action="update", updated="2"))
-    assert await settled(stack, "env.create") == ["succeeded"]
+    assert await settled(stack, "env.create", tries=600) == ["succeeded"]
 
     mr = stack.gitlab.set_merge_request(path, mr["iid"], state="merged")
     status, text = await hook(stack, merge_request_event(project, mr, action="merge", updated="3"))
     assert status == 200 and "deleting checkout-mr1" in text
-    assert await settled(stack, "env.delete") == ["succeeded"]
+    assert await settled(stack, "env.delete", tries=600) == ["succeeded"]
     assert namespace(stack, "env-checkout-mr1") is None
     await eventually(lambda: said(stack, "C01PAYMENTS", "its merge request was merged"))
     notes = await eventually(lambda: stack.gitlab.notes(path, 1)[1:])
@@ -470,7 +398,7 @@ async def test_extending_past_the_maximum_waits_for_approval(
     await create(stack, chat, "/platform env create checkout --name co-long --ttl 6d")
     within = await chat.say("/platform env extend co-long --by 12h")
     assert "Extending by 12h: extend environment co-long" in within.text
-    assert await settled(stack, "env.extend") == ["succeeded"]
+    assert await settled(stack, "env.extend", tries=600) == ["succeeded"]
     beyond = await chat.say("/platform env extend co-long --by 1d")
     assert "waits for approval (rule `long-environments`)" in beyond.text
     other = await chat.say("/platform env extend co-long", as_user="carol")
@@ -486,7 +414,7 @@ async def test_a_preview_over_the_budget_is_a_note_and_closing_deletes(
     path = project["path_with_namespace"]
     first = stack.gitlab.open_merge_request(path, source_branch="a", labels=["preview"])
     await hook(stack, merge_request_event(project, first, action="open", updated="1"))
-    assert await settled(stack, "env.create") == ["succeeded"]
+    assert await settled(stack, "env.create", tries=600) == ["succeeded"]
     # the payments team reaches its limits: 5 environments, 8 CPU (1 + 3 * 2 + 1)
     await create(stack, chat, "/platform env create checkout --name co-a --size medium")
     await create(stack, chat, "/platform env create checkout --name co-b --size medium")
@@ -506,5 +434,5 @@ async def test_a_preview_over_the_budget_is_a_note_and_closing_deletes(
         stack, merge_request_event(project, unlabelled, action="update", updated="3")
     )
     assert "deleting checkout-mr1" in text
-    assert await settled(stack, "env.delete") == ["succeeded"]
+    assert await settled(stack, "env.delete", tries=600) == ["succeeded"]
     await eventually(lambda: said(stack, "C01PAYMENTS", "lost the preview label"))

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from engine.db import AuditRow, OutboxRow, RunRow, RunStepRow
 from features.secrets.tables import PendingSecretRow
 from sandbox.app.stack import SandboxStack, sandbox_stack
+from tests.e2e.helpers import click
 from tests.harness import Chat, eventually
 
 LINK = re.compile(r"<(https?://[^|>]+)\|")
@@ -40,11 +41,6 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 async def stack(database_url: str) -> AsyncIterator[SandboxStack]:
     async with sandbox_stack(database_url=database_url, vault=True) as running:
         yield running
-
-
-@pytest.fixture
-def chat(stack: SandboxStack) -> Chat:
-    return Chat(stack)
 
 
 class Page:
@@ -369,7 +365,15 @@ async def test_without_a_public_url_a_modal_is_offered_with_a_warning(
         seen = await chat.say("/platform secret set checkout staging MODAL_KEY")
         assert "PUBLIC_URL" in seen.text and "passes through Slack's servers" in seen.text
         button = seen.blocks[1]["elements"][0]
-        await click_ephemeral(stack, "alice", button["action_id"], button["value"])
+        await click(
+            stack,
+            "alice",
+            button["action_id"],
+            button["value"],
+            channel="C01PAYMENTS",
+            channel_name="payments",
+            ephemeral=True,
+        )
         view = await eventually(
             lambda: next(
                 (v for v in stack.slack.views.values() if v.view["callback_id"] == "secrets.set"),
@@ -386,31 +390,3 @@ async def test_without_a_public_url_a_modal_is_offered_with_a_warning(
         assert read_value(mine, "payments/checkout/staging/MODAL_KEY") == {"MODAL_KEY": value}
         calls = json.dumps([[c.args, c.response] for c in stack.slack.calls])
         assert value not in calls
-
-
-async def click_ephemeral(stack: SandboxStack, user: str, action_id: str, value: str) -> None:
-    """Press a button on an ephemeral message, as Slack sends that click."""
-    who, ws = stack.workspace.user(user), stack.workspace
-    payload = {
-        "type": "block_actions",
-        "user": {"id": who.id, "username": who.name, "team_id": ws.team_id},
-        "api_app_id": ws.app_id,
-        "token": "sandbox",
-        "team": {"id": ws.team_id, "domain": ws.domain},
-        "container": {"type": "message", "channel_id": "C01PAYMENTS", "is_ephemeral": True},
-        "channel": {"id": "C01PAYMENTS", "name": "payments"},
-        "trigger_id": stack.slack.issue_trigger_id(user=who.id),
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": "b",
-                "type": "button",
-                "value": value,
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-        "response_url": stack.slack.new_response_url(channel="C01PAYMENTS", user=who.id),
-    }
-    body = urlencode({"payload": json.dumps(payload)}).encode()
-    response = await stack.sender.raw(body, content_type="application/x-www-form-urlencoded")
-    assert response.status == 200

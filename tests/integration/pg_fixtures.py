@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import hvac
@@ -84,14 +85,17 @@ def drop_logins_of(prefix: str) -> None:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-@pytest.fixture(scope="module")
-def pg_world() -> Iterator[PgWorld]:
+@contextmanager
+def openbao_on_postgres(admin_password: str) -> Iterator[tuple[OpenBaoDevServer, str, str]]:
+    """An OpenBao dev server whose database engine holds `database/config/<SERVER>`
+    with a fresh platform admin role (CREATEDB, CREATEROLE); yields (server, prefix,
+    admin) and afterwards stops the server and drops everything under the prefix."""
     prefix = f"pbt{secrets.token_hex(3)}_"
     admin = f"{prefix}platform_admin"
     with superuser() as conn:
         conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'admin-pw' CREATEDB CREATEROLE").format(
-                sql.Identifier(admin)
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CREATEDB CREATEROLE").format(
+                sql.Identifier(admin), sql.Literal(admin_password)
             )
         )
     try:
@@ -105,11 +109,17 @@ def pg_world() -> Iterator[PgWorld]:
             SERVER,
             connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@{PG_HOST}:{PG_PORT}/postgres?sslmode=disable",
             username=admin,
-            password="admin-pw",
+            password=admin_password,
             username_template=login_template(prefix),
         )
-        yield PgWorld(server, hvac.Client(url=server.url, token=server.token), prefix, admin)
+        yield server, prefix, admin
     finally:
         server.stop()
         drop_logins_of(prefix)
         drop_prefixed(prefix)
+
+
+@pytest.fixture(scope="module")
+def pg_world() -> Iterator[PgWorld]:
+    with openbao_on_postgres("admin-pw") as (server, prefix, admin):
+        yield PgWorld(server, hvac.Client(url=server.url, token=server.token), prefix, admin)

@@ -17,28 +17,18 @@ from __future__ import annotations
 
 import itertools
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import hvac
 import hvac.exceptions
 import pytest
-from psycopg import sql
 
 from adapters.postgres import VaultPostgres
 from adapters.vault import VaultError, VaultSecretStore
 from kernel.ports.databases import ServiceDatabase
-from sandbox.standins.openbao import OpenBaoDevServer, OpenBaoUnavailable, throwaway_ca
-from tests.integration.pg_fixtures import (
-    PG_HOST,
-    PG_PORT,
-    SERVER,
-    drop_logins_of,
-    drop_prefixed,
-    login_template,
-    superuser,
-)
+from sandbox.standins.openbao import OpenBaoDevServer, throwaway_ca
+from tests.integration.pg_fixtures import PG_HOST, PG_PORT, SERVER, openbao_on_postgres
 from tests.unit.fakes import REPO_ROOT
 
 POLICY_FILE = REPO_ROOT / "deploy" / "vault" / "platform-bot.hcl"
@@ -141,28 +131,7 @@ class OpenBao:
 @pytest.fixture(scope="module")
 def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
     """OpenBao with Kubernetes auth set up by the platform team (root), as in production."""
-    prefix = f"pbt{secrets.token_hex(3)}_"
-    admin = f"{prefix}platform_admin"
-    with superuser() as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw' CREATEDB CREATEROLE").format(
-                sql.Identifier(admin)
-            )
-        )
-    try:
-        server = OpenBaoDevServer()
-        server.start()
-    except OpenBaoUnavailable as exc:
-        drop_prefixed(prefix)
-        pytest.fail(str(exc))
-    try:
-        VaultPostgres(server.url, server.token).configure_server_sync(
-            SERVER,
-            connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@{PG_HOST}:{PG_PORT}/postgres?sslmode=disable",
-            username=admin,
-            password="pw",
-            username_template=login_template(prefix),
-        )
+    with openbao_on_postgres("pw") as (server, prefix, _admin):
         root = hvac.Client(url=server.url, token=server.token)
         root.sys.enable_auth_method(method_type="kubernetes", path="kubernetes")
         root.auth.kubernetes.configure(
@@ -173,10 +142,6 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
         root.sys.enable_secrets_engine(backend_type="transit", path="transit")
         root.secrets.transit.create_key(name="platform-bot", key_type="aes256-gcm96")
         yield OpenBao(server, root, prefix)
-    finally:
-        server.stop()
-        drop_logins_of(prefix)
-        drop_prefixed(prefix)
 
 
 async def new_service_then_clean_up(store: VaultSecretStore, root: hvac.Client) -> None:
