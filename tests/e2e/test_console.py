@@ -385,7 +385,9 @@ async def test_the_new_service_modal_searches_its_menus_and_shows_one_template(
     shown = "\n".join(out)
     assert "Node.js version" in shown and "Python version" not in shown
     assert con.prompt() == "  Service name*: "
-    await play(con, "ledger", "pay", "-", "-", "-")  # team searched; the rest as offered
+    await play(
+        con, "ledger", "pay", "-", "-", "-", "-"
+    )  # team searched; the rest (environments too) as offered
     assert con.modal is None and not stack.slack.views
     submitted = [c for c in stack.slack.calls_to("views.update") if c.ok]
     assert len(submitted) == 1

@@ -46,7 +46,7 @@ def big_config(tmp_path: Path) -> Path:
         f"    members: [U9{i:04d}]\n"
         for i in range(TEAMS)
     )
-    path = config_with(tmp_path, "teams:\n", "teams:\n" + teams)
+    path = config_with(tmp_path, "\nteams:\n", "\nteams:\n" + teams)  # not on_demand.teams
     path.write_text(path.read_text().replace("carol@example.com", "U03CAROL"))
     return path
 

@@ -32,7 +32,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     velero = VeleroStandIn(time_scale=0.001).install(blue)
     async with blue, green:
         path = tmp_path / "kubeconfig"
-        path.write_text(kubeconfig({"blue": blue.url, "green": green.url}))
+        path.write_text(kubeconfig({"blue": blue, "green": green}))
         kube = KubernetesClusters.from_kubeconfig(str(path))
         try:
             yield Env(blue, velero, VeleroClusters(kube))

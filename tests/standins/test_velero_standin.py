@@ -58,7 +58,9 @@ async def rig() -> AsyncIterator[Rig]:
     kube = KubernetesStandIn(rollout_seconds=0.01)
     velero = VeleroStandIn(time_scale=0.01).install(kube)
     await kube.start()
-    api = client.ApiClient(client.Configuration(host=kube.url))
+    config = client.Configuration(host=kube.url)
+    config.ssl_ca_cert = str(kube.ca_file) if kube.ca_file else None  # its CA, made at start
+    api = client.ApiClient(config)
     rig = Rig(kube, velero, client.CustomObjectsApi(api), client.CoreV1Api(api))
     await asyncio.to_thread(
         rig.core.create_namespace, client.V1Namespace(metadata=client.V1ObjectMeta(name=NS))
@@ -97,7 +99,11 @@ def restore(name: str, backup_name: str, **spec: Any) -> dict[str, Any]:
 async def test_discovery_lists_the_velero_group(rig: Rig) -> None:
     groups = await asyncio.to_thread(client.ApisApi(rig.custom.api_client).get_api_versions)
     assert "velero.io" in [g.name for g in groups.groups]
-    async with aiohttp.ClientSession() as http, http.get(f"{rig.kube.url}/apis/velero.io/v1") as r:
+    connector = aiohttp.TCPConnector(ssl=rig.kube.client_ssl())
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.get(f"{rig.kube.url}/apis/velero.io/v1") as r,
+    ):
         resources = await r.json()
     names = {r["name"] for r in resources["resources"]}
     assert names == {"backups", "restores", "schedules", "backupstoragelocations"}
