@@ -223,7 +223,11 @@ class RestoreCommand(Command):
         for backup in known:  # newest first
             if backup.restorable:
                 return backup
-        raise UsageError(f"{place.where} has no Completed backup to restore yet.")
+        raise UsageError(
+            f"{place.where} has no Completed backup to restore yet; take one with "
+            f"`/platform backup {place.service} {place.env}`, or see them with "
+            f"`/platform backups {place.service} {place.env}`."
+        )
 
     async def _existing(self, ctx: Context, cluster: str, namespace: str) -> bool:
         try:
